@@ -1,0 +1,86 @@
+"""The composition root: ``create_app(settings)`` wires routes to long-lived clients.
+
+The lifespan owns every side effect (engine pools, the cache client) and closes them on shutdown;
+nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hms.cache.backend import cache_from_url
+from hms.http import graphiql
+from hms.http.graphql import GraphQLEndpoint
+from hms.http.health import healthz, readyz
+from hms.persistence import hospitals
+from hms.persistence.database import Database
+from hms.schema import schema
+from hms.security.tokens import issue
+from hms.settings import Settings
+
+log = logging.getLogger("hms")
+
+
+def cursor_key(secret: str) -> bytes:
+    """A key for signing cursors, derived from (never equal to) the token secret."""
+    return hmac.new(secret.encode(), b"hms cursor key v1", hashlib.sha256).digest()
+
+
+def create_app(settings: Settings) -> Starlette:
+    if settings.database_url is None or settings.jwt_secret is None:
+        raise ValueError("create_app needs resolved settings (database_url and jwt_secret)")
+    secret = settings.jwt_secret
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        database = Database.from_settings(settings)
+        cache = cache_from_url(settings.redis_url)
+        app.state.database = database
+        app.state.cache = cache
+        app.state.demo_tokens = {}
+        app.state.endpoint = GraphQLEndpoint(
+            schema=schema._schema,
+            settings=settings,
+            database=database,
+            cache=cache,
+            cursor_key=cursor_key(secret),
+            jwt_secret=secret,
+        )
+        if settings.is_dev and settings.graphiql:
+            # Demo tokens pre-fill GraphiQL; reading hospitals needs the owner's view (no tenant).
+            try:
+                rows = await hospitals.all_as_owner(database.primary)
+                app.state.demo_tokens = {
+                    row.slug: issue(secret, subject="demo", hospital_id=row.id, roles=["admin"])
+                    for row in rows
+                }
+            except Exception:
+                log.warning("could not mint demo tokens for GraphiQL", exc_info=True)
+        try:
+            yield
+        finally:
+            await cache.close()
+            await database.dispose()
+
+    async def graphql(request: Request) -> Response:
+        if request.method == "GET" and graphiql.wants_page(request, settings):
+            return graphiql.page(request, settings)
+        endpoint: GraphQLEndpoint = request.app.state.endpoint
+        return await endpoint(request)
+
+    routes = [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *graphiql.routes(),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

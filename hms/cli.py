@@ -1,0 +1,233 @@
+"""The ``hms`` command: serve, db upgrade, seed, token, export-schema.
+
+This is the edge where settings are read from the environment (once) and the embedded defaults
+(private PostgreSQL, dev token secret) are resolved before anything else starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from hms.persistence import hospitals, migrate
+from hms.persistence.urls import async_url
+from hms.settings import Settings, SettingsError
+
+DEMO_HOSPITALS = 2
+DEMO_PATIENTS = 300
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _dev_secret(data_dir: Path) -> str:
+    """A per-installation dev secret in the data dir, so ``hms token`` and the server agree."""
+    path = data_dir / "jwt-secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def resolve(settings: Settings, *, announce: bool = False) -> Settings:
+    """Fill in the embedded defaults: start the private PostgreSQL, find the dev secret."""
+    changes: dict[str, object] = {}
+    if settings.database_url is None:
+        from hms.persistence import embedded
+
+        url = embedded.start(settings.data_dir)
+        if announce:
+            _say(f"HMS_DATABASE_URL not set: using embedded PostgreSQL 18 in {settings.data_dir}")
+        changes["database_url"] = url
+    if settings.jwt_secret is None:
+        changes["jwt_secret"] = _dev_secret(settings.data_dir)
+    return settings.with_(**changes) if changes else settings
+
+
+async def _hospital_rows(database_url: str) -> list[tuple[str, object]]:
+    engine = create_async_engine(async_url(database_url))
+    try:
+        return [(row.slug, row.id) for row in await hospitals.all_as_owner(engine)]
+    finally:
+        await engine.dispose()
+
+
+def _seed(database_url: str, hospitals_n: int, patients: int, rng_seed: int) -> None:
+    from hms.persistence import seed
+
+    report = asyncio.run(
+        seed.load(
+            database_url,
+            hospitals=hospitals_n,
+            patients_per_hospital=patients,
+            rng_seed=rng_seed,
+            progress=sys.stderr.isatty() or bool(os.environ.get("HMS_PROGRESS")),
+        )
+    )
+    _say(str(report))
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hms.app import create_app
+    from hms.security.tokens import issue
+
+    settings = resolve(settings, announce=True)
+    assert settings.database_url is not None and settings.jwt_secret is not None
+    migrate.upgrade(settings.database_url)
+    rows = asyncio.run(_hospital_rows(settings.database_url))
+    if not rows:
+        _say(f"First start: loading demo data ({DEMO_HOSPITALS} hospitals) ...")
+        _seed(settings.database_url, DEMO_HOSPITALS, DEMO_PATIENTS, rng_seed=1)
+        rows = asyncio.run(_hospital_rows(settings.database_url))
+    workers = settings.workers
+    if settings.redis_url is None:
+        _say("HMS_REDIS_URL not set: caches live in process memory (single process only)")
+        if workers > 1:
+            _say(f"HMS_WORKERS={workers} needs Redis to share state; serving with 1 worker")
+            workers = 1
+    _say(f"GraphQL: http://{settings.host}:{settings.port}/graphql")
+    if settings.is_dev:
+        for slug, hospital_id in rows:
+            token = issue(
+                settings.jwt_secret, subject="demo", hospital_id=hospital_id, roles=["admin"]  # type: ignore[arg-type]
+            )
+            _say(f"Demo token ({slug}, admin): {token}")
+    log_level = "info" if args.verbose else "warning"
+    if workers == 1:
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, log_level=log_level
+        )
+    else:
+        os.environ["HMS_DATABASE_URL"] = settings.database_url
+        os.environ["HMS_JWT_SECRET"] = settings.jwt_secret
+        uvicorn.run(
+            "hms.cli:app_factory",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level=log_level,
+        )
+    return 0
+
+
+def app_factory() -> object:
+    """For uvicorn workers (``--workers N``): the parent resolved everything into the env."""
+    from hms.app import create_app
+
+    return create_app(Settings.from_env())
+
+
+def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    settings = resolve(settings)
+    assert settings.database_url is not None
+    migrate.upgrade(settings.database_url, args.revision)
+    _say(f"database upgraded to {args.revision}")
+    return 0
+
+
+def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
+    settings = resolve(settings)
+    assert settings.database_url is not None
+    migrate.upgrade(settings.database_url)
+    _seed(settings.database_url, args.hospitals, args.patients, args.rng_seed)
+    return 0
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.security.tokens import issue
+
+    settings = resolve(settings)
+    assert settings.database_url is not None and settings.jwt_secret is not None
+    found = dict(asyncio.run(_hospital_rows(settings.database_url)))
+    if args.hospital not in found:
+        known = ", ".join(sorted(found)) or "none (run hms seed)"
+        _say(f"unknown hospital {args.hospital!r}; known: {known}")
+        return 2
+    try:
+        token = issue(
+            settings.jwt_secret,
+            subject=args.subject,
+            hospital_id=found[args.hospital],  # type: ignore[arg-type]
+            roles=args.role,
+            ttl=dt.timedelta(hours=args.ttl_hours),
+        )
+    except ValueError as error:
+        _say(str(error))
+        return 2
+    print(token)
+    return 0
+
+
+def cmd_export_schema(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.schema import schema
+
+    text = schema.as_str() + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+        _say(f"wrote {args.output}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="hms", description="HMS hospital data platform")
+    root.add_argument("-v", "--verbose", action="store_true", help="log more")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the GraphQL server")
+    serve.set_defaults(run=cmd_serve)
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="apply migrations")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(run=cmd_db_upgrade)
+
+    seed = commands.add_parser("seed", help="generate and load synthetic data with COPY")
+    seed.add_argument("--hospitals", type=int, default=DEMO_HOSPITALS)
+    seed.add_argument("--patients", type=int, default=DEMO_PATIENTS, help="per hospital")
+    seed.add_argument("--rng-seed", type=int, default=1, help="same seed, same data")
+    seed.set_defaults(run=cmd_seed)
+
+    token = commands.add_parser("token", help="print a signed demo token")
+    token.add_argument("--hospital", required=True, help="hospital slug")
+    token.add_argument("--role", action="append", required=True, help="repeat for more roles")
+    token.add_argument("--subject", default="demo")
+    token.add_argument("--ttl-hours", type=float, default=12.0)
+    token.set_defaults(run=cmd_token)
+
+    export = commands.add_parser("export-schema", help="write the GraphQL SDL")
+    export.add_argument("output", nargs="?", default="schema.graphql", help="path, or - for stdout")
+    export.set_defaults(run=cmd_export_schema)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        _say(f"configuration error: {error}")
+        return 2
+    code: int = args.run(settings, args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

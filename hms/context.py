@@ -1,0 +1,36 @@
+"""The per-request Context handed to every resolver: who asks, through which transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+
+from hms.cache.backend import Cache
+from hms.loaders import Loaders
+from hms.persistence.database import RequestDb
+from hms.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a subject acting in exactly one hospital with some roles."""
+
+    subject: str
+    hospital_id: uuid.UUID
+    roles: frozenset[str]
+
+
+@dataclasses.dataclass
+class Context:
+    principal: Principal
+    db: RequestDb
+    loaders: Loaders
+    settings: Settings
+    cache: Cache
+    cursor_key: bytes
+    now: dt.datetime = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    @property
+    def hospital_id(self) -> uuid.UUID:
+        return self.principal.hospital_id

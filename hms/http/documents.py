@@ -1,0 +1,66 @@
+"""Parsed and validated documents, cached by query text (parse + validate cost milliseconds)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    parse,
+    specified_rules,
+    validate,
+)
+from graphql.validation import NoSchemaIntrospectionCustomRule
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    """A query text after parsing and validation; ``errors`` non-empty means it cannot run."""
+
+    ast: DocumentNode | None
+    errors: tuple[GraphQLError, ...]
+
+    def operation(self, name: str | None) -> OperationDefinitionNode | None:
+        if self.ast is None:
+            return None
+        operations = [d for d in self.ast.definitions if isinstance(d, OperationDefinitionNode)]
+        if name is None:
+            return operations[0] if len(operations) == 1 else None
+        return next((op for op in operations if op.name and op.name.value == name), None)
+
+
+class DocumentCache:
+    """A bounded LRU of :class:`Document` by query text, for one schema and one rule set."""
+
+    def __init__(self, schema: GraphQLSchema, *, size: int, introspection: bool) -> None:
+        self.schema = schema
+        self.size = size
+        rules: list[type[ASTValidationRule]] = list(specified_rules)
+        if not introspection:
+            rules.append(NoSchemaIntrospectionCustomRule)
+        self.rules: Sequence[type[ASTValidationRule]] = rules
+        self._items: OrderedDict[str, Document] = OrderedDict()
+
+    def get(self, query: str) -> Document:
+        document = self._items.get(query)
+        if document is not None:
+            self._items.move_to_end(query)
+            return document
+        document = self._build(query)
+        self._items[query] = document
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return document
+
+    def _build(self, query: str) -> Document:
+        try:
+            ast = parse(query)
+        except GraphQLError as error:
+            return Document(None, (error,))
+        return Document(ast, tuple(validate(self.schema, ast, self.rules)))

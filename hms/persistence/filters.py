@@ -1,0 +1,60 @@
+"""Filter values handed down from the API, as plain frozen (hashable) dataclasses.
+
+They are loader cache keys too: two nested connections with equal filters share one batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+
+from sqlalchemy import ColumnElement, or_
+from sqlalchemy.sql.elements import KeyedColumnElement
+
+
+@dataclasses.dataclass(frozen=True)
+class PatientFilter:
+    active: bool | None = None
+    name_prefix: str | None = None
+    created_from: dt.datetime | None = None
+    created_to: dt.datetime | None = None
+    gender: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AppointmentFilter:
+    start_from: dt.datetime | None = None
+    start_to: dt.datetime | None = None
+    statuses: tuple[str, ...] | None = None
+    practitioner_id: uuid.UUID | None = None
+    patient_id: uuid.UUID | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EncounterFilter:
+    period_from: dt.datetime | None = None
+    period_to: dt.datetime | None = None
+    classes: tuple[str, ...] | None = None
+    statuses: tuple[str, ...] | None = None
+    patient_id: uuid.UUID | None = None
+    practitioner_id: uuid.UUID | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PractitionerFilter:
+    active: bool | None = None
+    specialty: str | None = None
+    name_prefix: str | None = None
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def name_prefix(
+    prefix: str, *columns: KeyedColumnElement[str]
+) -> ColumnElement[bool]:
+    """Case-insensitive prefix match on any of ``columns``; LIKE wildcards in input are literal."""
+    pattern = _escape_like(prefix) + "%"
+    return or_(*(c.ilike(pattern, escape="\\") for c in columns))

@@ -1,0 +1,169 @@
+"""The root Query type (DESIGN §5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from hms.resolvers import nodes, scheduling
+from hms.resolvers import patients as patient_resolvers
+from hms.resolvers.errors import BadUserInput
+from hms.resolvers.pagination import PageArgs
+from hms.schema.types.connection import Connection, connection
+from hms.schema.types.enums import OrderDirection
+from hms.schema.types.inputs import (
+    AppointmentFilter,
+    AppointmentOrder,
+    EncounterFilter,
+    PatientFilter,
+    PatientOrder,
+    PractitionerFilter,
+)
+from hms.schema.types.nodes import (
+    NODE_TYPES,
+    Appointment,
+    Encounter,
+    Hospital,
+    Info,
+    Node,
+    Patient,
+    Practitioner,
+)
+
+
+@strawberry.type(description="The caller: who they are, where, and as what.")
+class Viewer:
+    user_id: str
+    roles: list[str]
+    _hospital_pk: strawberry.Private[Any]
+
+    @strawberry.field
+    async def hospital(self, info: Info) -> Hospital:
+        row = await info.context.loaders.hospital_by_id.load(self._hospital_pk)
+        if row is None:
+            raise LookupError("the caller's hospital does not exist")
+        return Hospital.from_row(row)
+
+
+@strawberry.type(description="Counts for the patient stats card, from one aggregate statement.")
+class PatientStats:
+    total: int
+    active: int
+    new_last_30_days: int
+
+
+def _node(found: tuple[str, Any] | None) -> Node | None:
+    if found is None:
+        return None
+    type_name, row = found
+    node: Node = NODE_TYPES[type_name].from_row(row)
+    return node
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Any object by global id; null when missing or not visible.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        return _node(await nodes.node(info.context, id))
+
+    @strawberry.field(description="Objects by global id, in order; null where missing.")
+    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        if len(ids) > info.context.settings.max_page_size:
+            raise BadUserInput(f"'ids' takes at most {info.context.settings.max_page_size} ids")
+        return [_node(await nodes.node(info.context, gid)) for gid in ids]
+
+    @strawberry.field
+    def viewer(self, info: Info) -> Viewer:
+        p = info.context.principal
+        return Viewer(user_id=p.subject, roles=sorted(p.roles), _hospital_pk=p.hospital_id)
+
+    @strawberry.field
+    async def patient(self, info: Info, id: strawberry.ID) -> Patient | None:
+        row = await patient_resolvers.patient(info.context, id)
+        return None if row is None else Patient.from_row(row)
+
+    @strawberry.field
+    async def patient_by_mrn(self, info: Info, mrn: str) -> Patient | None:
+        row = await patient_resolvers.patient_by_mrn(info.context, mrn)
+        return None if row is None else Patient.from_row(row)
+
+    @strawberry.field
+    async def patients(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: PatientFilter | None = None,
+        order_by: PatientOrder | None = None,
+    ) -> Connection[Patient]:
+        order = order_by or PatientOrder()
+        page = await patient_resolvers.patient_list(
+            info.context,
+            PageArgs(first=first, after=after, last=last, before=before),
+            None if filter is None else filter.to_filter(),
+            order.field.value,
+            order.direction is OrderDirection.DESC,
+        )
+        return connection(page, Patient.from_row)
+
+    @strawberry.field
+    async def appointments(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: AppointmentFilter | None = None,
+        order_by: AppointmentOrder | None = None,
+    ) -> Connection[Appointment]:
+        order = order_by or AppointmentOrder()
+        page = await scheduling.appointment_list(
+            info.context,
+            PageArgs(first=first, after=after, last=last, before=before),
+            None if filter is None else filter.to_filter(),
+            order.direction is OrderDirection.DESC,
+        )
+        return connection(page, Appointment.from_row)
+
+    @strawberry.field(description="Newest first.")
+    async def encounters(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: EncounterFilter | None = None,
+    ) -> Connection[Encounter]:
+        page = await scheduling.encounter_list(
+            info.context,
+            PageArgs(first=first, after=after, last=last, before=before),
+            None if filter is None else filter.to_filter(),
+        )
+        return connection(page, Encounter.from_row)
+
+    @strawberry.field(description="By family name, then given name.")
+    async def practitioners(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: PractitionerFilter | None = None,
+    ) -> Connection[Practitioner]:
+        page = await scheduling.practitioner_list(
+            info.context,
+            PageArgs(first=first, after=after, last=last, before=before),
+            None if filter is None else filter.to_filter(),
+        )
+        return connection(page, Practitioner.from_row)
+
+    @strawberry.field
+    async def patient_stats(self, info: Info) -> PatientStats:
+        row = await patient_resolvers.patient_stats(info.context)
+        return PatientStats(total=row.total, active=row.active, new_last_30_days=row.new_last_30_days)

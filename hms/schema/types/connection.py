@@ -1,0 +1,61 @@
+"""Relay connections: ``XConnection { edges { cursor node } pageInfo totalCount }``.
+
+``cursor`` is signed lazily (only when selected) and ``totalCount`` runs its COUNT only when
+selected; ``hasNextPage`` comes from the page's look-ahead row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import strawberry
+
+from hms.resolvers.pagination import Page
+
+NodeT = TypeVar("NodeT")
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[NodeT]):
+    node: NodeT
+    _row: strawberry.Private[Any]
+    _page: strawberry.Private[Page]
+
+    @strawberry.field
+    def cursor(self) -> str:
+        return self._page.cursor(self._row)
+
+
+@strawberry.type
+class Connection(Generic[NodeT]):
+    edges: list[Edge[NodeT]]
+    _page: strawberry.Private[Page]
+
+    @strawberry.field
+    def page_info(self) -> PageInfo:
+        rows = self._page.rows
+        return PageInfo(
+            has_next_page=self._page.has_next,
+            has_previous_page=self._page.has_previous,
+            start_cursor=self._page.cursor(rows[0]) if rows else None,
+            end_cursor=self._page.cursor(rows[-1]) if rows else None,
+        )
+
+    @strawberry.field(description="Rows matching the filter; counted only when selected.")
+    async def total_count(self) -> int:
+        return await self._page.count()
+
+
+def connection(page: Page, make: Callable[[Any], NodeT]) -> Connection[NodeT]:
+    return Connection(
+        edges=[Edge(node=make(row), _row=row, _page=page) for row in page.rows], _page=page
+    )

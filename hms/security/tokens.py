@@ -1,0 +1,87 @@
+"""Bearer tokens: HS256 JWTs signed with ``HMS_JWT_SECRET`` (dev/demo; OIDC comes later).
+
+Claims: ``sub`` (the user), ``hospital_id`` (the one tenant the token acts in), ``roles``, ``exp``.
+Every failure is an :class:`AuthError` with a message safe to show the caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+
+import jwt
+
+from hms.context import Principal
+
+ROLES = frozenset({"admin", "clinician", "front_desk", "auditor"})
+ALGORITHM = "HS256"
+# Clock skew tolerated between the token issuer and this server.
+LEEWAY = dt.timedelta(seconds=30)
+
+
+class AuthError(Exception):
+    """The request is not authenticated; ``str(error)`` is safe to return to the client."""
+
+
+def issue(
+    secret: str,
+    *,
+    subject: str,
+    hospital_id: uuid.UUID,
+    roles: Iterable[str],
+    ttl: dt.timedelta = dt.timedelta(hours=12),
+    now: dt.datetime | None = None,
+) -> str:
+    roles = sorted(set(roles))
+    unknown = set(roles) - ROLES
+    if unknown:
+        raise ValueError(f"unknown role(s) {sorted(unknown)}; known: {sorted(ROLES)}")
+    issued = now or dt.datetime.now(dt.UTC)
+    claims = {
+        "sub": subject,
+        "hospital_id": str(hospital_id),
+        "roles": roles,
+        "iat": int(issued.timestamp()),
+        "exp": int((issued + ttl).timestamp()),
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify(secret: str, token: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "sub"]},
+            leeway=LEEWAY,
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("token expired") from None
+    except jwt.InvalidSignatureError:
+        raise AuthError("token signature is invalid") from None
+    except jwt.PyJWTError:
+        raise AuthError("token is malformed") from None
+    try:
+        hospital_id = uuid.UUID(str(claims["hospital_id"]))
+    except (KeyError, ValueError):
+        raise AuthError("token has no valid hospital_id claim") from None
+    roles = claims.get("roles", [])
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise AuthError("token roles claim must be a list of strings")
+    if not isinstance(claims["sub"], str) or not claims["sub"]:
+        raise AuthError("token sub claim must be a non-empty string")
+    return Principal(
+        subject=claims["sub"], hospital_id=hospital_id, roles=frozenset(roles) & ROLES
+    )
+
+
+def bearer(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header."""
+    if not authorization:
+        raise AuthError("missing Authorization: Bearer token")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("Authorization header must be 'Bearer <token>'")
+    return token.strip()

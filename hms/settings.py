@@ -1,0 +1,109 @@
+"""One Settings object, read from ``HMS_*`` environment variables once and passed down.
+
+Nothing below this module reads the environment: the CLI builds ``Settings.from_env()`` at the
+edge and every other piece receives it. Unset database or Redis URLs mean "use the embedded
+default" (a private PostgreSQL and an in-process cache).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+
+Env = Literal["dev", "prod"]
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    env: Env = "dev"
+    database_url: str | None = None
+    database_replica_urls: tuple[str, ...] = ()
+    redis_url: str | None = None
+    jwt_secret: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    data_dir: Path = dataclasses.field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("hms"))
+    )
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    max_body_bytes: int = 1_048_576
+    max_page_size: int = 100
+    default_page_size: int = 20
+    graphiql: bool = True
+    introspection: bool = True
+    document_cache_size: int = 1024
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        mode = env.get("HMS_ENV", "dev") or "dev"
+        if mode not in ("dev", "prod"):
+            raise SettingsError(f"HMS_ENV must be 'dev' or 'prod', got {mode!r}")
+        is_dev = mode == "dev"
+        secret = env.get("HMS_JWT_SECRET") or None
+        if not is_dev and not secret:
+            raise SettingsError("HMS_JWT_SECRET is required when HMS_ENV=prod")
+        replicas = tuple(
+            url.strip() for url in env.get("HMS_DATABASE_REPLICA_URLS", "").split(",") if url.strip()
+        )
+        data_dir = env.get("HMS_DATA_DIR")
+        return cls(
+            env="dev" if is_dev else "prod",
+            database_url=env.get("HMS_DATABASE_URL") or None,
+            database_replica_urls=replicas,
+            redis_url=env.get("HMS_REDIS_URL") or None,
+            jwt_secret=secret,
+            host=env.get("HMS_HOST", "127.0.0.1") or "127.0.0.1",
+            port=_int(env, "HMS_PORT", 8000, minimum=1),
+            workers=_int(env, "HMS_WORKERS", 1, minimum=1),
+            data_dir=Path(data_dir) if data_dir else Path(platformdirs.user_data_dir("hms")),
+            db_pool_size=_int(env, "HMS_DB_POOL_SIZE", 10, minimum=1),
+            db_max_overflow=_int(env, "HMS_DB_MAX_OVERFLOW", 10),
+            max_body_bytes=_int(env, "HMS_MAX_BODY_BYTES", 1_048_576, minimum=1024),
+            graphiql=_bool(env, "HMS_GRAPHIQL", is_dev),
+            introspection=_bool(env, "HMS_INTROSPECTION", is_dev),
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields replaced (tests and the CLI resolve embedded defaults this way)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
