@@ -16,6 +16,8 @@ from typing import Literal
 import platformdirs
 
 Env = Literal["dev", "prod"]
+#: RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
+MIN_SECRET_BYTES = 32
 
 
 class SettingsError(ValueError):
@@ -83,6 +85,10 @@ class Settings:
         secret = env.get("HMS_JWT_SECRET") or None
         if not is_dev and not secret:
             raise SettingsError("HMS_JWT_SECRET is required when HMS_ENV=prod")
+        if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
+            raise SettingsError(
+                f"HMS_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (HS256 key length)"
+            )
         replicas = tuple(
             url.strip() for url in env.get("HMS_DATABASE_REPLICA_URLS", "").split(",") if url.strip()
         )

@@ -191,7 +191,27 @@ class GraphQLEndpoint:
 
         strict = media_type == GRAPHQL_RESPONSE
         document = self.documents.get(query)
-        if document.errors:
+        operation = document.operation(operation_name)
+        if document.ast is not None and operation is None:
+            raise RequestError(
+                "Provide 'operationName' naming one operation of the document"
+                if operation_name is None
+                else f"Unknown operation named {operation_name!r}"
+            )
+        # Checked before validation: GET must never run a mutation, valid or not.
+        if (
+            operation is not None
+            and operation.operation is not OperationType.QUERY
+            and request.method == "GET"
+        ):
+            error = RequestError(
+                f"{operation.operation.value}s are not allowed over GET; use POST",
+                status=405,
+                code="METHOD_NOT_ALLOWED",
+            )
+            error.headers["Allow"] = "POST"
+            raise error
+        if document.errors or operation is None:
             code = "GRAPHQL_PARSE_FAILED" if document.ast is None else "GRAPHQL_VALIDATION_FAILED"
             body = {
                 "errors": [
@@ -200,21 +220,6 @@ class GraphQLEndpoint:
                 ]
             }
             return json_response(body, status=400 if strict else 200, media_type=media_type)
-        operation = document.operation(operation_name)
-        if operation is None:
-            raise RequestError(
-                "Provide 'operationName' naming one operation of the document"
-                if operation_name is None
-                else f"Unknown operation named {operation_name!r}"
-            )
-        if operation.operation is not OperationType.QUERY and request.method == "GET":
-            error = RequestError(
-                f"{operation.operation.value}s are not allowed over GET; use POST",
-                status=405,
-                code="METHOD_NOT_ALLOWED",
-            )
-            error.headers["Allow"] = "POST"
-            raise error
 
         readonly = operation.operation is OperationType.QUERY
         db = self.database.request(principal.hospital_id, readonly=readonly)

@@ -115,7 +115,7 @@ async def fetch_pages_by_parent(
     parents = (
         func.unnest(bindparam("parent_ids", value=list(parent_ids), type_=ARRAY(UUID(as_uuid=True))))
         .table_valued("id")
-        .alias("parent")
+        .render_derived(name="parent")
     )
     inner = keyset(stmt.where(parent_column == parents.c.id), key, page).lateral("child")
     joined = select(inner).select_from(parents).join(inner, true())

@@ -83,7 +83,8 @@ class CursorCodec:
 
     def encode(self, row: Any) -> str:
         values = [getattr(row, name) for name in self.key.names]
-        payload = orjson.dumps([self.scope, values])
+        # default=str: asyncpg returns its own UUID type, which orjson does not know.
+        payload = orjson.dumps([self.scope, values], default=str)
         return f"{_b64(payload)}.{_b64(self._mac(payload))}"
 
     def decode(self, cursor: str, argument: str) -> tuple[Any, ...]:

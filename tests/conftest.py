@@ -1,0 +1,124 @@
+"""Shared fixtures: one throwaway database per test run on this machine's PostgreSQL.
+
+The database is created, migrated and loaded once per session, and dropped at the end. API tests
+drive the real ASGI app (lifespan included) through httpx; nothing stands in for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from hms.app import create_app
+from hms.persistence import migrate
+from hms.security.tokens import issue
+from hms.settings import Settings
+from tests import fixtures
+
+SERVER = os.environ.get("HMS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+SECRET = "test-secret-not-for-production-0123456789"
+NOW = dt.datetime.now(dt.UTC)
+
+
+def dsn(database: str) -> str:
+    return f"{SERVER}/{database}"
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(dsn("postgres"))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def empty_database() -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """A factory of empty databases, all dropped at the end of the session."""
+    created: list[str] = []
+
+    async def make() -> str:
+        name = f"hms_test_{uuid.uuid4().hex[:12]}"
+        await _admin(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return dsn(name)
+
+    yield make
+    for name in created:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+async def database_url(empty_database: Callable[[], Awaitable[str]]) -> str:
+    url = await empty_database()
+    import asyncio
+
+    await asyncio.to_thread(migrate.upgrade, url)
+    return url
+
+
+@pytest.fixture(scope="session")
+async def dataset(database_url: str) -> fixtures.Dataset:
+    return await fixtures.load(database_url, NOW)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, jwt_secret=SECRET, graphiql=True, db_pool_size=5)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings, dataset: fixtures.Dataset) -> AsyncIterator[Starlette]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hms.test") as http:
+        yield http
+
+
+def token(hospital: fixtures.HospitalData, *roles: str) -> str:
+    return issue(SECRET, subject="tester", hospital_id=hospital.id, roles=roles or ["admin"])
+
+
+GraphQL = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture(scope="session")
+def gql(client: httpx.AsyncClient, dataset: fixtures.Dataset) -> GraphQL:
+    """POST a query as an admin of ``hospital`` (alpha by default); return the JSON body."""
+
+    async def run(
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        hospital: fixtures.HospitalData | None = None,
+        status: int = 200,
+    ) -> dict[str, Any]:
+        response = await client.post(
+            "/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers={"Authorization": f"Bearer {token(hospital or dataset.alpha)}"},
+        )
+        assert response.status_code == status, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    return run
+
+
+@pytest.fixture
+def anyio_backend() -> Iterator[str]:
+    yield "asyncio"
