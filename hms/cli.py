@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import sys
+import uuid
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -55,7 +56,7 @@ def resolve(settings: Settings, *, announce: bool = False) -> Settings:
     return settings.with_(**changes) if changes else settings
 
 
-async def _hospital_rows(database_url: str) -> list[tuple[str, object]]:
+async def _hospital_rows(database_url: str) -> list[tuple[str, uuid.UUID]]:
     engine = create_async_engine(async_url(database_url))
     try:
         return [(row.slug, row.id) for row in await hospitals.all_as_owner(engine)]
@@ -85,7 +86,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from hms.security.tokens import issue
 
     settings = resolve(settings, announce=True)
-    assert settings.database_url is not None and settings.jwt_secret is not None
+    assert settings.database_url is not None
+    assert settings.jwt_secret is not None
     migrate.upgrade(settings.database_url)
     rows = asyncio.run(_hospital_rows(settings.database_url))
     if not rows:
@@ -102,7 +104,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.is_dev:
         for slug, hospital_id in rows:
             token = issue(
-                settings.jwt_secret, subject="demo", hospital_id=hospital_id, roles=["admin"]  # type: ignore[arg-type]
+                settings.jwt_secret,
+                subject="demo",
+                hospital_id=hospital_id,
+                roles=["admin"],
             )
             _say(f"Demo token ({slug}, admin): {token}")
     log_level = "info" if args.verbose else "warning"
@@ -151,7 +156,8 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     from hms.security.tokens import issue
 
     settings = resolve(settings)
-    assert settings.database_url is not None and settings.jwt_secret is not None
+    assert settings.database_url is not None
+    assert settings.jwt_secret is not None
     found = dict(asyncio.run(_hospital_rows(settings.database_url)))
     if args.hospital not in found:
         known = ", ".join(sorted(found)) or "none (run hms seed)"
@@ -161,7 +167,7 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
         token = issue(
             settings.jwt_secret,
             subject=args.subject,
-            hospital_id=found[args.hospital],  # type: ignore[arg-type]
+            hospital_id=found[args.hospital],
             roles=args.role,
             ttl=dt.timedelta(hours=args.ttl_hours),
         )

@@ -90,7 +90,9 @@ class Settings:
                 f"HMS_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (HS256 key length)"
             )
         replicas = tuple(
-            url.strip() for url in env.get("HMS_DATABASE_REPLICA_URLS", "").split(",") if url.strip()
+            url.strip()
+            for url in env.get("HMS_DATABASE_REPLICA_URLS", "").split(",")
+            if url.strip()
         )
         data_dir = env.get("HMS_DATA_DIR")
         return cls(
@@ -111,5 +113,5 @@ class Settings:
         )
 
     def with_(self, **changes: object) -> Settings:
-        """A copy with some fields replaced (tests and the CLI resolve embedded defaults this way)."""
+        """A copy with some fields replaced (the CLI resolves embedded defaults this way)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -6,10 +6,11 @@ drive the real ASGI app (lifespan included) through httpx; nothing stands in for
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -59,8 +60,6 @@ async def empty_database() -> AsyncIterator[Callable[[], Awaitable[str]]]:
 @pytest.fixture(scope="session")
 async def database_url(empty_database: Callable[[], Awaitable[str]]) -> str:
     url = await empty_database()
-    import asyncio
-
     await asyncio.to_thread(migrate.upgrade, url)
     return url
 
@@ -117,8 +116,3 @@ def gql(client: httpx.AsyncClient, dataset: fixtures.Dataset) -> GraphQL:
         return body
 
     return run
-
-
-@pytest.fixture
-def anyio_backend() -> Iterator[str]:
-    yield "asyncio"

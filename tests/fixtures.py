@@ -59,7 +59,12 @@ async def _hospital(
         await conn.execute(
             "INSERT INTO practitioner (hospital_id, id, given_name, family_name, specialty, active)"
             " VALUES ($1, $2, $3, $4, $5, $6)",
-            data.id, pid, GIVEN[i], f"Doctor{i}", ["Cardiology", "Pediatrics"][i % 2], i != 2,
+            data.id,
+            pid,
+            GIVEN[i],
+            f"Doctor{i}",
+            ["Cardiology", "Pediatrics"][i % 2],
+            i != 2,
         )
     patient_rows = []
     appointment_rows = []
@@ -69,14 +74,24 @@ async def _hospital(
         patient_id = uuid7()
         data.patients.append(patient_id)
         active = i % 4 != 0
-        created = now - dt.timedelta(days=i)  # one per day going back: i < 30 are "new"
+        # one per day going back, an hour off the day boundary: i < 30 are "new"
+        created = now - dt.timedelta(days=i, hours=1)
         data.active += active
         data.new_last_30_days += i < 30
-        patient_rows.append((
-            data.id, patient_id, f"{mrn_prefix}{i:05d}", GIVEN[i % len(GIVEN)],
-            FAMILY[i % len(FAMILY)], dt.date(1950 + i % 60, 1 + i % 12, 1 + i % 28),
-            ["male", "female", "other", "unknown"][i % 4], active, created, created,
-        ))
+        patient_rows.append(
+            (
+                data.id,
+                patient_id,
+                f"{mrn_prefix}{i:05d}",
+                GIVEN[i % len(GIVEN)],
+                FAMILY[i % len(FAMILY)],
+                dt.date(1950 + i % 60, 1 + i % 12, 1 + i % 28),
+                ["male", "female", "other", "unknown"][i % 4],
+                active,
+                created,
+                created,
+            )
+        )
         data.appointments[patient_id] = []
         data.encounters[patient_id] = []
         for j in range(appointments_for(i)):
@@ -85,37 +100,77 @@ async def _hospital(
             slot[practitioner] += 1
             appointment_id = uuid7()
             data.appointments[patient_id].append(appointment_id)
-            appointment_rows.append((
-                data.id, appointment_id, patient_id, data.practitioners[practitioner],
-                "fulfilled" if j % 2 else "booked", start, start + dt.timedelta(minutes=30),
-                f"visit {j}",
-            ))
+            appointment_rows.append(
+                (
+                    data.id,
+                    appointment_id,
+                    patient_id,
+                    data.practitioners[practitioner],
+                    "fulfilled" if j % 2 else "booked",
+                    start,
+                    start + dt.timedelta(minutes=30),
+                    f"visit {j}",
+                )
+            )
         for j in range(encounters_for(i)):
             encounter_id = uuid7()
             data.encounters[patient_id].append(encounter_id)
             start = BASE + dt.timedelta(days=j, hours=i % 9)
-            encounter_rows.append((
-                data.id, encounter_id, patient_id, data.practitioners[j % 3] if j % 2 else None,
-                "finished", ["AMB", "EMER", "IMP", "VR"][j % 4], start,
-                start + dt.timedelta(hours=1),
-            ))
+            encounter_rows.append(
+                (
+                    data.id,
+                    encounter_id,
+                    patient_id,
+                    data.practitioners[j % 3] if j % 2 else None,
+                    "finished",
+                    ["AMB", "EMER", "IMP", "VR"][j % 4],
+                    start,
+                    start + dt.timedelta(hours=1),
+                )
+            )
     await conn.copy_records_to_table(
         "patient",
         records=patient_rows,
-        columns=["hospital_id", "id", "mrn", "given_name", "family_name", "birth_date",
-                 "gender", "active", "created_at", "updated_at"],
+        columns=[
+            "hospital_id",
+            "id",
+            "mrn",
+            "given_name",
+            "family_name",
+            "birth_date",
+            "gender",
+            "active",
+            "created_at",
+            "updated_at",
+        ],
     )
     await conn.copy_records_to_table(
         "appointment",
         records=appointment_rows,
-        columns=["hospital_id", "id", "patient_id", "practitioner_id", "status", "start_at",
-                 "end_at", "reason"],
+        columns=[
+            "hospital_id",
+            "id",
+            "patient_id",
+            "practitioner_id",
+            "status",
+            "start_at",
+            "end_at",
+            "reason",
+        ],
     )
     await conn.copy_records_to_table(
         "encounter",
         records=encounter_rows,
-        columns=["hospital_id", "id", "patient_id", "practitioner_id", "status", "class",
-                 "period_start", "period_end"],
+        columns=[
+            "hospital_id",
+            "id",
+            "patient_id",
+            "practitioner_id",
+            "status",
+            "class",
+            "period_start",
+            "period_end",
+        ],
     )
     return data
 

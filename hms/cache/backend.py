@@ -92,8 +92,10 @@ class RedisCache:
         return cls(redis.Redis.from_url(url, socket_timeout=2.0), prefix=prefix)
 
     async def get(self, key: str) -> bytes | None:
-        value = await self.client.get(self.prefix + key)
-        return None if value is None else bytes(value)
+        value: bytes | str | None = await self.client.get(self.prefix + key)
+        if value is None or isinstance(value, bytes):
+            return value
+        return value.encode()
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         await self.client.set(self.prefix + key, value, px=None if ttl is None else int(ttl * 1000))

@@ -27,7 +27,7 @@ PagesByParent = Callable[
 CountsByParent = Callable[[RequestDb, Sequence[uuid.UUID], Any], Awaitable[dict[uuid.UUID, int]]]
 
 
-class RowByKeyLoader(DataLoader[K, Any], Generic[K]):  # type: ignore[misc]
+class RowByKeyLoader(DataLoader[K, Any], Generic[K]):
     """Rows looked up by a unique column (``id``, ``mrn``); a miss (or a foreign row) is None."""
 
     def __init__(self, db: RequestDb, fetch: RowsByKey, attribute: str = "id") -> None:
@@ -41,7 +41,7 @@ class RowByKeyLoader(DataLoader[K, Any], Generic[K]):  # type: ignore[misc]
         return [found.get(key) for key in keys]
 
 
-class PageByParentLoader(DataLoader[tuple[uuid.UUID, F, PageSpec], PageRows], Generic[F]):  # type: ignore[misc]
+class PageByParentLoader(DataLoader[tuple[uuid.UUID, F, PageSpec], PageRows], Generic[F]):
     """One page of children per ``(parent_id, filter, page)`` key."""
 
     def __init__(self, db: RequestDb, fetch: PagesByParent) -> None:
@@ -61,7 +61,7 @@ class PageByParentLoader(DataLoader[tuple[uuid.UUID, F, PageSpec], PageRows], Ge
         return [results[key] for key in keys]
 
 
-class CountByParentLoader(DataLoader[tuple[uuid.UUID, F], int], Generic[F]):  # type: ignore[misc]
+class CountByParentLoader(DataLoader[tuple[uuid.UUID, F], int], Generic[F]):
     """``totalCount`` of children per ``(parent_id, filter)`` key."""
 
     def __init__(self, db: RequestDb, fetch: CountsByParent) -> None:

@@ -18,7 +18,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Executable, Row, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncTransaction,
+    create_async_engine,
+)
 
 from hms.persistence.urls import async_url
 from hms.settings import Settings
@@ -118,7 +123,9 @@ class RequestDb:
             self._conn = conn
         return self._conn
 
-    async def all(self, statement: Executable, params: dict[str, Any] | None = None) -> list[Row[Any]]:
+    async def all(
+        self, statement: Executable, params: dict[str, Any] | None = None
+    ) -> list[Row[Any]]:
         async with self._lock:
             conn = await self._connection()
             result = await conn.execute(statement, params)

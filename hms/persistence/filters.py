@@ -52,9 +52,7 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def name_prefix(
-    prefix: str, *columns: KeyedColumnElement[str]
-) -> ColumnElement[bool]:
+def name_prefix(prefix: str, *columns: KeyedColumnElement[str]) -> ColumnElement[bool]:
     """Case-insensitive prefix match on any of ``columns``; LIKE wildcards in input are literal."""
     pattern = _escape_like(prefix) + "%"
     return or_(*(c.ilike(pattern, escape="\\") for c in columns))

@@ -19,7 +19,7 @@ async def by_ids(db: RequestDb, ids: Sequence[uuid.UUID]) -> list[Row[Any]]:
     return await db.all(select(*COLUMNS).where(hospital.c.id.in_(list(ids))))
 
 
-async def all_as_owner(engine: AsyncEngine) -> list[Row[Any]]:
+async def all_as_owner(engine: AsyncEngine) -> list[Any]:
     """Every hospital, read with the engine's own (owner) role: for the CLI and start-up only."""
     async with engine.connect() as conn:
         result = await conn.execute(select(*COLUMNS).order_by(hospital.c.slug))

@@ -113,7 +113,9 @@ async def fetch_pages_by_parent(
     conditions already applied; the parent condition is added here.
     """
     parents = (
-        func.unnest(bindparam("parent_ids", value=list(parent_ids), type_=ARRAY(UUID(as_uuid=True))))
+        func.unnest(
+            bindparam("parent_ids", value=list(parent_ids), type_=ARRAY(UUID(as_uuid=True)))
+        )
         .table_valued("id")
         .render_derived(name="parent")
     )
@@ -133,13 +135,13 @@ async def count_by_parent(
 ) -> dict[uuid.UUID, int]:
     """``totalCount`` of a nested connection for many parents in one grouped statement."""
     counted = (
-        stmt.with_only_columns(parent_column, func.count())
+        stmt.with_only_columns(parent_column, func.count().label("n"))
         .where(parent_column.in_(list(parent_ids)))
         .group_by(parent_column)
     )
-    counts = {pid: 0 for pid in parent_ids}
-    for pid, n in await db.all(counted):
-        counts[pid] = n
+    counts = dict.fromkeys(parent_ids, 0)
+    for row in await db.all(counted):
+        counts[getattr(row, parent_column.key)] = row.n
     return counts
 
 

@@ -70,9 +70,7 @@ async def by_mrns(db: RequestDb, mrns: Sequence[str]) -> list[Row[Any]]:
     return await db.all(_scoped(db).where(patient.c.mrn.in_(list(mrns))))
 
 
-async def page(
-    db: RequestDb, f: PatientFilter | None, key: SortKey, spec: PageSpec
-) -> PageRows:
+async def page(db: RequestDb, f: PatientFilter | None, key: SortKey, spec: PageSpec) -> PageRows:
     return await fetch_page(db, _filtered(db, f), key, spec)
 
 
@@ -91,5 +89,3 @@ async def stats(db: RequestDb, now: dt.datetime) -> Row[Any]:
     row = await db.one_or_none(stmt)
     assert row is not None  # an aggregate without GROUP BY always yields one row
     return row
-
-

@@ -19,9 +19,7 @@ class PageArgs:
     before: str | None = None
 
 
-def page_spec(
-    args: PageArgs, codec: CursorCodec, *, default_size: int, max_size: int
-) -> PageSpec:
+def page_spec(args: PageArgs, codec: CursorCodec, *, default_size: int, max_size: int) -> PageSpec:
     """Validate Relay arguments. Sizes past ``max_size`` are an error, never a silent cap."""
     if args.first is not None and args.last is not None:
         raise BadUserInput("Pass either 'first' (with 'after') or 'last' (with 'before'), not both")
@@ -55,9 +53,7 @@ class Page:
     count: Callable[[], Awaitable[int]]
 
     @classmethod
-    def of(
-        cls, rows: PageRows, codec: CursorCodec, count: Callable[[], Awaitable[int]]
-    ) -> Page:
+    def of(cls, rows: PageRows, codec: CursorCodec, count: Callable[[], Awaitable[int]]) -> Page:
         return cls(rows.rows, rows.has_next, rows.has_previous, codec, count)
 
     def cursor(self, row: Any) -> str:

@@ -166,4 +166,6 @@ class Query:
     @strawberry.field
     async def patient_stats(self, info: Info) -> PatientStats:
         row = await patient_resolvers.patient_stats(info.context)
-        return PatientStats(total=row.total, active=row.active, new_last_30_days=row.new_last_30_days)
+        return PatientStats(
+            total=row.total, active=row.active, new_last_30_days=row.new_last_30_days
+        )

@@ -72,9 +72,7 @@ def verify(secret: str, token: str) -> Principal:
         raise AuthError("token roles claim must be a list of strings")
     if not isinstance(claims["sub"], str) or not claims["sub"]:
         raise AuthError("token sub claim must be a non-empty string")
-    return Principal(
-        subject=claims["sub"], hospital_id=hospital_id, roles=frozenset(roles) & ROLES
-    )
+    return Principal(subject=claims["sub"], hospital_id=hospital_id, roles=frozenset(roles) & ROLES)
 
 
 def bearer(authorization: str | None) -> str:

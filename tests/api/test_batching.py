@@ -63,7 +63,9 @@ async def test_total_count_costs_a_statement_only_when_selected(
 async def test_nested_total_count_is_one_grouped_statement(
     gql: GraphQL, app: Starlette, dataset: fixtures.Dataset
 ) -> None:
-    query = "{ patients(first: 40) { edges { node { mrn appointments(first: 1) { totalCount } } } } }"
+    query = (
+        "{ patients(first: 40) { edges { node { mrn appointments(first: 1) { totalCount } } } } }"
+    )
     with recorded(app.state.database.primary) as statements:
         body = await gql(query)
     assert len(statements) == 3  # patients, the LATERAL page, one GROUP BY count

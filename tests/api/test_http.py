@@ -84,9 +84,7 @@ async def test_unsupported_media_type_is_415(
     assert response.json()["errors"][0]["extensions"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
 
 
-async def test_body_over_the_limit_is_413(
-    client: httpx.AsyncClient, auth: dict[str, str]
-) -> None:
+async def test_body_over_the_limit_is_413(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
     padding = " " * 1_100_000
     response = await client.post(
         "/graphql",
@@ -236,11 +234,22 @@ async def test_unacceptable_accept_is_406(client: httpx.AsyncClient, auth: dict[
         "Bearer " + jwt.encode({"sub": "x", "exp": 9999999999}, SECRET, algorithm="HS256"),
         "Bearer " + jwt.encode({"sub": "x", "exp": 9999999999, "hospital_id": "x"}, SECRET),
     ],
-    ids=["missing", "basic", "empty", "garbage", "wrong-key", "expired", "no-hospital", "bad-hospital"],
+    ids=[
+        "missing",
+        "basic",
+        "empty",
+        "garbage",
+        "wrong-key",
+        "expired",
+        "no-hospital",
+        "bad-hospital",
+    ],
 )
 async def test_bad_tokens_are_401_json(client: httpx.AsyncClient, header: str | None) -> None:
     headers = {} if header is None else {"Authorization": header}
-    response = await client.post("/graphql", json={"query": "{ viewer { userId } }"}, headers=headers)
+    response = await client.post(
+        "/graphql", json={"query": "{ viewer { userId } }"}, headers=headers
+    )
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
     body = response.json()
@@ -254,7 +263,9 @@ async def test_none_algorithm_is_refused(client: httpx.AsyncClient) -> None:
         {"sub": "x", "exp": 9999999999, "hospital_id": str(uuid.uuid4())}, None, algorithm="none"
     )
     response = await client.post(
-        "/graphql", json={"query": "{ viewer { userId } }"}, headers={"Authorization": f"Bearer {forged}"}
+        "/graphql",
+        json={"query": "{ viewer { userId } }"},
+        headers={"Authorization": f"Bearer {forged}"},
     )
     assert response.status_code == 401
 
@@ -265,8 +276,10 @@ async def test_page_size_outside_bounds_is_an_error_not_a_cap(
 ) -> None:
     response = await client.post(
         "/graphql",
-        json={"query": "query($n: Int) { patients(first: $n) { edges { cursor } } }",
-              "variables": {"n": first}},
+        json={
+            "query": "query($n: Int) { patients(first: $n) { edges { cursor } } }",
+            "variables": {"n": first},
+        },
         headers=auth,
     )
     body = response.json()
@@ -281,7 +294,10 @@ async def test_nested_page_size_is_bounded_too(
 ) -> None:
     response = await client.post(
         "/graphql",
-        json={"query": "{ patients(first: 1) { edges { node { appointments(first: 500) { totalCount } } } } }"},
+        json={
+            "query": "{ patients(first: 1) { edges { node {"
+            " appointments(first: 500) { totalCount } } } } }"
+        },
         headers=auth,
     )
     assert "between 0 and 100" in response.json()["errors"][0]["message"]
@@ -291,7 +307,9 @@ async def test_tampered_cursor_is_a_clear_error(
     client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
     first = await client.post(
-        "/graphql", json={"query": "{ patients(first: 2) { pageInfo { endCursor } } }"}, headers=auth
+        "/graphql",
+        json={"query": "{ patients(first: 2) { pageInfo { endCursor } } }"},
+        headers=auth,
     )
     cursor = first.json()["data"]["patients"]["pageInfo"]["endCursor"]
     body, _, mac = cursor.partition(".")
@@ -305,8 +323,10 @@ async def test_tampered_cursor_is_a_clear_error(
     for bad in tampered:
         response = await client.post(
             "/graphql",
-            json={"query": "query($c: String) { patients(first: 2, after: $c) { totalCount } }",
-                  "variables": {"c": bad}},
+            json={
+                "query": "query($c: String) { patients(first: 2, after: $c) { totalCount } }",
+                "variables": {"c": bad},
+            },
             headers=auth,
         )
         error = response.json()["errors"][0]
@@ -318,14 +338,18 @@ async def test_cursor_from_another_order_is_refused(
     client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
     first = await client.post(
-        "/graphql", json={"query": "{ patients(first: 2) { pageInfo { endCursor } } }"}, headers=auth
+        "/graphql",
+        json={"query": "{ patients(first: 2) { pageInfo { endCursor } } }"},
+        headers=auth,
     )
     cursor = first.json()["data"]["patients"]["pageInfo"]["endCursor"]
     response = await client.post(
         "/graphql",
-        json={"query": "query($c: String) { patients(first: 2, after: $c, "
-                       "orderBy: {field: CREATED_AT}) { totalCount } }",
-              "variables": {"c": cursor}},
+        json={
+            "query": "query($c: String) { patients(first: 2, after: $c, "
+            "orderBy: {field: CREATED_AT}) { totalCount } }",
+            "variables": {"c": cursor},
+        },
         headers=auth,
     )
     assert "Invalid cursor" in response.json()["errors"][0]["message"]
@@ -337,8 +361,10 @@ async def test_malformed_global_ids_are_errors(
 ) -> None:
     response = await client.post(
         "/graphql",
-        json={"query": "query($id: ID!) { node(id: $id) { id } patient(id: $id) { id } }",
-              "variables": {"id": bad_id}},
+        json={
+            "query": "query($id: ID!) { node(id: $id) { id } patient(id: $id) { id } }",
+            "variables": {"id": bad_id},
+        },
         headers=auth,
     )
     body = response.json()
@@ -351,8 +377,12 @@ async def test_server_keeps_serving_after_bad_requests(
     client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
     for content in (b"{", b"[]", b'{"query": "{"}'):
-        await client.post("/graphql", content=content, headers={**auth, "Content-Type": "application/json"})
-    response = await client.post("/graphql", json={"query": "{ patientStats { total } }"}, headers=auth)
+        await client.post(
+            "/graphql", content=content, headers={**auth, "Content-Type": "application/json"}
+        )
+    response = await client.post(
+        "/graphql", json={"query": "{ patientStats { total } }"}, headers=auth
+    )
     assert response.json() == {"data": {"patientStats": {"total": 120}}}
 
 

@@ -251,8 +251,8 @@ def _secure() -> None:
         END $$""")
     op.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
     op.execute(f"GRANT SELECT ON hospital TO {APP_ROLE}")
-    op.execute(f"ALTER TABLE hospital ENABLE ROW LEVEL SECURITY")
-    op.execute(f"ALTER TABLE hospital FORCE ROW LEVEL SECURITY")
+    op.execute("ALTER TABLE hospital ENABLE ROW LEVEL SECURITY")
+    op.execute("ALTER TABLE hospital FORCE ROW LEVEL SECURITY")
     op.execute(f"CREATE POLICY tenant_isolation ON hospital USING (id = {CURRENT_HOSPITAL})")
     for table in TENANT_TABLES:
         op.execute(f"GRANT SELECT, INSERT, UPDATE ON {table} TO {APP_ROLE}")
