@@ -129,7 +129,10 @@ class GraphQLEndpoint:
             return await self._run(request, principal, params, media_type)
         except RequestError as error:
             return error_response(
-                str(error), error.code, status=error.status, media_type=media_type,
+                str(error),
+                error.code,
+                status=error.status,
+                media_type=media_type,
                 headers=error.headers,
             )
 
@@ -185,6 +188,11 @@ class GraphQLEndpoint:
         variables = params.get("variables")
         if variables is not None and not isinstance(variables, dict):
             raise RequestError("'variables' must be a JSON object")
+        # GraphQL-over-HTTP: "extensions", if set, must be a map (null counts as unset). Was
+        # silently ignored; graphql-http audits 58B0-58B3 (MAY now, marked to become MUST) want 400.
+        extensions = params.get("extensions")
+        if extensions is not None and not isinstance(extensions, dict):
+            raise RequestError("'extensions' must be a JSON object")
         operation_name = params.get("operationName")
         if operation_name is not None and not isinstance(operation_name, str):
             raise RequestError("'operationName' must be a string")

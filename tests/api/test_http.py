@@ -122,6 +122,7 @@ async def test_body_over_the_limit_without_content_length_is_413(
         (b'{"query": 42}', "non-empty 'query'"),
         (b'{"query": "{ viewer { userId } }", "variables": [1]}', "'variables'"),
         (b'{"query": "{ viewer { userId } }", "operationName": 3}', "'operationName'"),
+        (b'{"query": "{ viewer { userId } }", "extensions": [1]}', "'extensions'"),
     ],
 )
 async def test_malformed_requests_are_400_without_data(

@@ -1,0 +1,166 @@
+"""The graphql-http server audit (GraphQL-over-HTTP conformance) against the real server.
+
+A uvicorn subprocess serves the app on a free loopback port over the session's test database, and
+``audit.mjs`` (node, pinned ``graphql-http``) runs every audit through real sockets. DESIGN §6: no
+MUST or SHOULD audit may fail. Needs ``node``; installs ``node_modules`` with ``npm ci`` on a fresh
+clone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import fixtures
+from tests.conftest import SECRET, token
+
+pytestmark = pytest.mark.interop
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+AUDIT = HERE / "audit.mjs"
+PACKAGE = "graphql-http"
+STARTUP_SECONDS = 30.0
+NPM_SECONDS = 300.0
+AUDIT_SECONDS = 120.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _installed_version() -> str | None:
+    manifest = HERE / "node_modules" / PACKAGE / "package.json"
+    if not manifest.exists():
+        return None
+    version: str = json.loads(manifest.read_text())["version"]
+    return version
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    """The node binary, with the pinned packages installed (``npm ci`` when missing or stale)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not on PATH: the graphql-http audit needs Node.js 18+")
+    pinned: str = json.loads((HERE / "package.json").read_text())["dependencies"][PACKAGE]
+    if _installed_version() != pinned:
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip(f"npm is not on PATH: cannot install {PACKAGE} in {HERE}")
+        installed = subprocess.run(
+            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=NPM_SECONDS,
+            check=False,
+        )
+        assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}\n{installed.stderr}"
+        assert _installed_version() == pinned
+    return node
+
+
+@pytest.fixture(scope="module")
+def server(
+    database_url: str, dataset: fixtures.Dataset, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The GraphQL URL of a real uvicorn process serving the app; stopped after the module."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
+    # Only the settings chosen here: an inherited HMS_* (a Redis URL, prod mode) would change
+    # what is audited.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("HMS_")}
+    env |= {
+        "HMS_ENV": "dev",
+        "HMS_DATABASE_URL": database_url,
+        "HMS_JWT_SECRET": SECRET,
+        "HMS_DB_POOL_SIZE": "2",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "hms.cli:app_factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not healthy after {STARTUP_SECONDS}s:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        yield f"{base}/graphql"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _explain(report: dict[str, Any]) -> str:
+    lines = [f"counts: {report['counts']}"]
+    for audit in report["audits"]:
+        if audit["status"] != "ok":
+            lines.append(
+                f"[{audit['status']}] {audit['id']} {audit['name']}: {audit.get('reason')}"
+                f" -> {json.dumps(audit.get('response'))}"
+            )
+    return "\n".join(lines)
+
+
+def test_graphql_http_server_audit_has_no_must_or_should_failures(
+    node: str, server: str, dataset: fixtures.Dataset
+) -> None:
+    run = subprocess.run(
+        [node, str(AUDIT), server],
+        cwd=HERE,
+        env={**os.environ, "HMS_AUDIT_TOKEN": token(dataset.alpha)},
+        capture_output=True,
+        text=True,
+        timeout=AUDIT_SECONDS,
+        check=False,
+    )
+    try:
+        report: dict[str, Any] = json.loads(run.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(
+            f"audit.mjs exited {run.returncode} without a report:\n{run.stdout}{run.stderr}"
+        )
+    audits: list[dict[str, Any]] = report["audits"]
+    # Not vacuous: the audit ran in full, MUSTs included, and most of it passed through our auth.
+    assert sum(a["name"].startswith("MUST") for a in audits) >= 10, _explain(report)
+    assert run.returncode == 0, f"failing audits: {report['failures']}\n{_explain(report)}"
+    assert all(a["status"] == "ok" for a in audits if a["name"].startswith(("MUST", "SHOULD")))
