@@ -70,6 +70,7 @@ class Settings:
     graphiql: bool = True
     introspection: bool = True
     document_cache_size: int = 1024
+    max_query_tokens: int = 5000
 
     @property
     def is_dev(self) -> bool:
@@ -108,6 +109,7 @@ class Settings:
             db_pool_size=_int(env, "HMS_DB_POOL_SIZE", 10, minimum=1),
             db_max_overflow=_int(env, "HMS_DB_MAX_OVERFLOW", 10),
             max_body_bytes=_int(env, "HMS_MAX_BODY_BYTES", 1_048_576, minimum=1024),
+            max_query_tokens=_int(env, "HMS_MAX_QUERY_TOKENS", 5000, minimum=100),
             graphiql=_bool(env, "HMS_GRAPHIQL", is_dev),
             introspection=_bool(env, "HMS_INTROSPECTION", is_dev),
         )

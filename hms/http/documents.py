@@ -38,9 +38,12 @@ class Document:
 class DocumentCache:
     """A bounded LRU of :class:`Document` by query text, for one schema and one rule set."""
 
-    def __init__(self, schema: GraphQLSchema, *, size: int, introspection: bool) -> None:
+    def __init__(
+        self, schema: GraphQLSchema, *, size: int, introspection: bool, max_tokens: int
+    ) -> None:
         self.schema = schema
         self.size = size
+        self.max_tokens = max_tokens
         rules: list[type[ASTValidationRule]] = list(specified_rules)
         if not introspection:
             rules.append(NoSchemaIntrospectionCustomRule)
@@ -60,7 +63,8 @@ class DocumentCache:
 
     def _build(self, query: str) -> Document:
         try:
-            ast = parse(query)
+            # The token cap stops a huge document before it costs parse time and memory.
+            ast = parse(query, max_tokens=self.max_tokens, allow_empty_selection_sets=False)
         except GraphQLError as error:
             return Document(None, (error,))
         return Document(ast, tuple(validate(self.schema, ast, self.rules)))

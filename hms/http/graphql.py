@@ -103,7 +103,10 @@ class GraphQLEndpoint:
         self.cursor_key = cursor_key
         self.jwt_secret = jwt_secret
         self.documents = DocumentCache(
-            schema, size=settings.document_cache_size, introspection=settings.introspection
+            schema,
+            size=settings.document_cache_size,
+            introspection=settings.introspection,
+            max_tokens=settings.max_query_tokens,
         )
 
     async def __call__(self, request: Request) -> Response:

@@ -393,3 +393,28 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     ready = await client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "cache": "ok"}
+
+
+async def test_documents_past_the_token_limit_are_refused(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    aliases = " ".join(f"a{i}: __typename" for i in range(3000))  # 9,000 tokens
+    response = await client.post(
+        "/graphql",
+        json={"query": f"{{ {aliases} }}"},
+        headers={**auth, "Accept": GRAPHQL_RESPONSE},
+    )
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert "more than 5000 tokens" in error["message"]
+
+
+async def test_empty_selection_sets_are_syntax_errors(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    response = await client.post(
+        "/graphql", json={"query": "{ viewer { } }"}, headers={**auth, "Accept": GRAPHQL_RESPONSE}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
