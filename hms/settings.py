@@ -8,6 +8,7 @@ default" (a private PostgreSQL and an in-process cache).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,7 +71,9 @@ class Settings:
     graphiql: bool = True
     introspection: bool = True
     document_cache_size: int = 1024
+    max_appointment_hours: int = 8
     max_query_tokens: int = 5000
+    idempotency_ttl: dt.timedelta = dt.timedelta(hours=24)
 
     @property
     def is_dev(self) -> bool:
@@ -112,6 +115,7 @@ class Settings:
             max_query_tokens=_int(env, "HMS_MAX_QUERY_TOKENS", 5000, minimum=100),
             graphiql=_bool(env, "HMS_GRAPHIQL", is_dev),
             introspection=_bool(env, "HMS_INTROSPECTION", is_dev),
+            max_appointment_hours=_int(env, "HMS_MAX_APPOINTMENT_HOURS", 8, minimum=1),
         )
 
     def with_(self, **changes: object) -> Settings:

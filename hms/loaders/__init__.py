@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from hms.loaders.base import CountByParentLoader, PageByParentLoader, RowByKeyLoader
 from hms.persistence import appointments, encounters, hospitals, patients, practitioners
@@ -38,3 +39,25 @@ class Loaders:
         self.encounter_count_by_patient = CountByParentLoader[EncounterFilter | None](
             db, encounters.counts_by_patient
         )
+
+    # After a write: the same response must never show the row as it was before. The row itself
+    # is primed (no re-read); cached pages and counts that may contain it are dropped.
+
+    def patient_written(self, row: Any) -> None:
+        self.patient_by_id.clear(row.id).prime(row.id, row)
+        self.patient_by_mrn.clear_all().prime(row.mrn, row)  # the MRN may have changed
+
+    def appointment_written(self, row: Any) -> None:
+        self.appointment_by_id.clear(row.id).prime(row.id, row)
+        for loader in (
+            self.appointments_by_patient,
+            self.appointments_by_practitioner,
+            self.appointment_count_by_patient,
+            self.appointment_count_by_practitioner,
+        ):
+            loader.clear_all()
+
+    def encounter_written(self, row: Any) -> None:
+        self.encounter_by_id.clear(row.id).prime(row.id, row)
+        self.encounters_by_patient.clear_all()
+        self.encounter_count_by_patient.clear_all()

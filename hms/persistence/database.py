@@ -12,9 +12,10 @@ once, so statements go through the connection one at a time behind an ``asyncio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from sqlalchemy import Executable, Row, text
@@ -140,6 +141,28 @@ class RequestDb:
     async def scalar(self, statement: Executable, params: dict[str, Any] | None = None) -> Any:
         row = await self.one_or_none(statement, params)
         return None if row is None else row[0]
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Make the enclosed statements atomic inside the request's transaction.
+
+        Released when the block ends normally, rolled back when it raises: a failed statement
+        (say, an exclusion violation) then leaves the outer transaction usable, and a mutation
+        field that fails halfway leaves nothing behind while earlier fields stay written.
+        """
+        async with self._lock:
+            conn = await self._connection()
+            nested = await conn.begin_nested()
+        try:
+            yield
+        except BaseException:
+            async with self._lock:
+                if nested.is_active:
+                    await nested.rollback()
+            raise
+        async with self._lock:
+            if nested.is_active:
+                await nested.commit()
 
     async def close(self, *, commit: bool = False) -> None:
         """End the transaction (commit only when asked) and return the connection to the pool."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import strawberry
 
+from hms.schema.mutation import Mutation
 from hms.schema.query import Query
 from hms.schema.types.nodes import Appointment, Encounter, Hospital, Patient, Practitioner
 
 schema = strawberry.Schema(
     query=Query,
+    mutation=Mutation,
     types=[Patient, Practitioner, Appointment, Encounter, Hospital],
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -15,8 +16,10 @@ from tests import fixtures
 
 
 @pytest.fixture(scope="module")
-async def database(settings: Settings) -> Database:
-    return Database.from_settings(settings)
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    database = Database.from_settings(settings)
+    yield database
+    await database.dispose()
 
 
 async def test_unscoped_query_sees_only_the_bound_tenant(

@@ -1,0 +1,76 @@
+"""Domain failures of writes, translated from PostgreSQL's SQLSTATEs in one place.
+
+Persistence raises these; the mutation resolvers turn them into ``userErrors``. The database is
+the arbiter (exclusion, unique and composite foreign-key constraints), so the translation also
+holds for the race a Python pre-check would lose.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import DBAPIError
+
+EXCLUSION_VIOLATION = "23P01"
+UNIQUE_VIOLATION = "23505"
+FOREIGN_KEY_VIOLATION = "23503"
+
+
+class WriteError(Exception):
+    """Base of every expected write failure."""
+
+
+class NotFound(WriteError):
+    """The row (or a row it references) does not exist in the caller's hospital."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} not found")
+        self.what = what
+
+
+class VersionConflict(WriteError):
+    def __init__(self, current: int) -> None:
+        super().__init__(f"stale version; current version is {current}")
+        self.current = current
+
+
+class SlotTaken(WriteError):
+    """The practitioner already has an active appointment overlapping this time."""
+
+
+class MrnTaken(WriteError):
+    """Another patient of this hospital already has this MRN."""
+
+
+class IllegalState(WriteError):
+    """The row is in a status from which the change is not allowed."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"not allowed from status {status}")
+        self.status = status
+
+
+def sqlstate(error: DBAPIError) -> str | None:
+    return getattr(error.orig, "sqlstate", None)
+
+
+def constraint_name(error: DBAPIError) -> str | None:
+    # SQLAlchemy's asyncpg adapter keeps the driver's exception as the cause; it names the
+    # constraint.
+    driver_error = getattr(error.orig, "__cause__", None)
+    name = getattr(driver_error, "constraint_name", None)
+    return name if isinstance(name, str) else None
+
+
+def translate(error: DBAPIError, references: dict[str, str]) -> WriteError | None:
+    """The domain failure behind ``error``, or None when it is not an expected one.
+
+    ``references`` maps a foreign-key constraint name to what it points at (``"patient"``).
+    """
+    state = sqlstate(error)
+    name = constraint_name(error)
+    if state == EXCLUSION_VIOLATION and name == "ex_appointment_no_double_booking":
+        return SlotTaken("slot taken")
+    if state == UNIQUE_VIOLATION and name == "uq_patient_hospital_id_mrn":
+        return MrnTaken("mrn taken")
+    if state == FOREIGN_KEY_VIOLATION and name in references:
+        return NotFound(references[name])
+    return None

@@ -1,0 +1,233 @@
+"""Mutation inputs and payloads (DESIGN §5): one ``input`` object in, the object plus
+``userErrors`` out. Domain failures are ``userErrors`` with stable codes, never GraphQL errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+import strawberry
+
+from hms.resolvers.outcomes import Outcome
+from hms.schema.types.enums import AppointmentStatus, EncounterClass, EncounterStatus, Gender
+from hms.schema.types.nodes import Appointment, Encounter, Patient
+
+
+@strawberry.enum(description="Stable codes of domain failures; clients branch on these.")
+class UserErrorCode(enum.Enum):
+    NOT_FOUND = "NOT_FOUND"
+    VALIDATION = "VALIDATION"
+    SLOT_TAKEN = "SLOT_TAKEN"
+    VERSION_CONFLICT = "VERSION_CONFLICT"
+    FORBIDDEN = "FORBIDDEN"
+
+
+@strawberry.type(description="A domain failure of a mutation, pointing at the input field.")
+class UserError:
+    field: list[str] | None = strawberry.field(
+        description='Path to the offending input field, e.g. ["input", "mrn"].'
+    )
+    message: str
+    code: UserErrorCode
+    current_version: int | None = strawberry.field(
+        default=None, description="With VERSION_CONFLICT: the record's current version."
+    )
+
+
+def user_errors(outcome: Outcome) -> list[UserError]:
+    return [
+        UserError(
+            field=None if p.field is None else list(p.field),
+            message=p.message,
+            code=UserErrorCode(p.code),
+            current_version=p.current_version,
+        )
+        for p in outcome.problems
+    ]
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields the caller set (UNSET ones dropped), enums as their stored codes."""
+    return {
+        name: value.value if isinstance(value, enum.Enum) else value
+        for name, value in fields.items()
+        if value is not strawberry.UNSET
+    }
+
+
+@strawberry.input
+class CreatePatientInput:
+    mrn: str
+    given_name: str
+    family_name: str
+    birth_date: dt.date | None = None
+    gender: Gender = Gender.UNKNOWN
+    phone: str | None = None
+    email: str | None = None
+    active: bool = True
+
+    def fields(self) -> dict[str, Any]:
+        return _given(
+            mrn=self.mrn,
+            givenName=self.given_name,
+            familyName=self.family_name,
+            birthDate=self.birth_date,
+            gender=self.gender,
+            phone=self.phone,
+            email=self.email,
+            active=self.active,
+        )
+
+
+@strawberry.input(description="Only the fields given change; null clears birthDate/phone/email.")
+class UpdatePatientInput:
+    id: strawberry.ID
+    expected_version: int
+    mrn: str | None = strawberry.UNSET
+    given_name: str | None = strawberry.UNSET
+    family_name: str | None = strawberry.UNSET
+    birth_date: dt.date | None = strawberry.UNSET
+    gender: Gender | None = strawberry.UNSET
+    phone: str | None = strawberry.UNSET
+    email: str | None = strawberry.UNSET
+    active: bool | None = strawberry.UNSET
+
+    def changes(self) -> dict[str, Any]:
+        return _given(
+            mrn=self.mrn,
+            givenName=self.given_name,
+            familyName=self.family_name,
+            birthDate=self.birth_date,
+            gender=self.gender,
+            phone=self.phone,
+            email=self.email,
+            active=self.active,
+        )
+
+
+@strawberry.input
+class ScheduleAppointmentInput:
+    patient_id: strawberry.ID
+    practitioner_id: strawberry.ID
+    start_at: dt.datetime
+    end_at: dt.datetime
+    reason: str | None = None
+    status: AppointmentStatus = strawberry.field(
+        default=AppointmentStatus.BOOKED,
+        description="PROPOSED, PENDING, BOOKED (default) or WAITLIST.",
+    )
+
+
+@strawberry.input
+class RescheduleAppointmentInput:
+    id: strawberry.ID
+    expected_version: int
+    start_at: dt.datetime
+    end_at: dt.datetime
+
+
+@strawberry.input
+class CancelAppointmentInput:
+    id: strawberry.ID
+    reason: str
+    expected_version: int | None = None
+
+
+@strawberry.input
+class SetAppointmentStatusInput:
+    id: strawberry.ID
+    status: AppointmentStatus
+    expected_version: int
+
+
+@strawberry.input
+class RecordEncounterInput:
+    patient_id: strawberry.ID
+    class_: EncounterClass = strawberry.field(name="class")
+    status: EncounterStatus
+    period_start: dt.datetime
+    practitioner_id: strawberry.ID | None = None
+    appointment_id: strawberry.ID | None = None
+    period_end: dt.datetime | None = None
+    reason: str | None = None
+
+
+def _patient(outcome: Outcome) -> Patient | None:
+    return None if outcome.row is None else Patient.from_row(outcome.row)
+
+
+def _appointment(outcome: Outcome) -> Appointment | None:
+    return None if outcome.row is None else Appointment.from_row(outcome.row)
+
+
+@strawberry.type
+class CreatePatientPayload:
+    patient: Patient | None
+    user_errors: list[UserError]
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> CreatePatientPayload:
+        return cls(patient=_patient(outcome), user_errors=user_errors(outcome))
+
+
+@strawberry.type
+class UpdatePatientPayload:
+    patient: Patient | None
+    user_errors: list[UserError]
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> UpdatePatientPayload:
+        return cls(patient=_patient(outcome), user_errors=user_errors(outcome))
+
+
+@strawberry.type
+class ScheduleAppointmentPayload:
+    appointment: Appointment | None
+    user_errors: list[UserError]
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> ScheduleAppointmentPayload:
+        return cls(appointment=_appointment(outcome), user_errors=user_errors(outcome))
+
+
+@strawberry.type
+class RescheduleAppointmentPayload:
+    appointment: Appointment | None
+    user_errors: list[UserError]
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> RescheduleAppointmentPayload:
+        return cls(appointment=_appointment(outcome), user_errors=user_errors(outcome))
+
+
+@strawberry.type
+class CancelAppointmentPayload:
+    appointment: Appointment | None
+    user_errors: list[UserError]
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> CancelAppointmentPayload:
+        return cls(appointment=_appointment(outcome), user_errors=user_errors(outcome))
+
+
+@strawberry.type
+class SetAppointmentStatusPayload:
+    appointment: Appointment | None
+    user_errors: list[UserError]
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> SetAppointmentStatusPayload:
+        return cls(appointment=_appointment(outcome), user_errors=user_errors(outcome))
+
+
+@strawberry.type
+class RecordEncounterPayload:
+    encounter: Encounter | None
+    user_errors: list[UserError]
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> RecordEncounterPayload:
+        encounter = None if outcome.row is None else Encounter.from_row(outcome.row)
+        return cls(encounter=encounter, user_errors=user_errors(outcome))
