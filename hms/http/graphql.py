@@ -8,6 +8,7 @@ get a 4xx status, with legacy ``application/json`` a 200 (spec §"application/js
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from inspect import isawaitable
 from typing import Any
@@ -22,12 +23,15 @@ from hms.context import Context, Principal
 from hms.http.documents import DocumentCache
 from hms.http.responses import GRAPHQL_RESPONSE, JSON, error_response, json_response
 from hms.loaders import Loaders
+from hms.persistence import idempotency as idempotency_keys
 from hms.persistence.database import Database
 from hms.resolvers.errors import ClientError
 from hms.security.tokens import AuthError, bearer, verify
 from hms.settings import Settings
 
 log = logging.getLogger("hms.http")
+
+MAX_IDEMPOTENCY_KEY = 255
 
 
 class RequestError(Exception):
@@ -233,6 +237,7 @@ class GraphQLEndpoint:
             return json_response(body, status=400 if strict else 200, media_type=media_type)
 
         readonly = operation.operation is OperationType.QUERY
+        idempotency = None if readonly else self._idempotency(request, principal, params)
         db = self.database.request(principal.hospital_id, readonly=readonly)
         context = Context(
             principal=principal,
@@ -242,8 +247,27 @@ class GraphQLEndpoint:
             cache=self.cache,
             cursor_key=self.cursor_key,
         )
-        ok = False
+        commit = False
         try:
+            if idempotency is not None:
+                key, fingerprint = idempotency
+                claimed = await idempotency_keys.claim(
+                    db, principal.subject, key, fingerprint, self.settings.idempotency_ttl
+                )
+                if claimed.outcome == "mismatch":
+                    raise RequestError(
+                        "This Idempotency-Key was already used for a different request; "
+                        "use a new key for a new request",
+                        status=422,
+                        code="IDEMPOTENCY_KEY_REUSED",
+                    )
+                if claimed.outcome == "replay":
+                    return Response(
+                        claimed.response,
+                        status_code=claimed.status,
+                        media_type=claimed.media_type,
+                        headers={"Idempotent-Replayed": "true"},
+                    )
             outcome = execute(
                 self.schema,
                 document.ast,  # type: ignore[arg-type]  # no errors means it parsed
@@ -252,20 +276,44 @@ class GraphQLEndpoint:
                 operation_name=operation_name,
             )
             result: ExecutionResult = await outcome if isawaitable(outcome) else outcome
-            ok = not result.errors
+            status, body = self._result_body(result, media_type)
+            payload = orjson.dumps(body)
+            content_type = f"{media_type}; charset=utf-8"
+            if idempotency is not None:
+                await idempotency_keys.store(
+                    db, principal.subject, idempotency[0], status, content_type, payload
+                )
+            # Each mutation field is atomic on its own (a savepoint per field), and the response
+            # reports every field's outcome, so what the response says happened is committed.
+            commit = not readonly
         finally:
-            await db.close(commit=ok and not readonly)
-        return self._respond(result, media_type)
+            await db.close(commit=commit)
+        return Response(payload, status_code=status, media_type=content_type)
 
-    def _respond(self, result: ExecutionResult, media_type: str) -> Response:
+    def _idempotency(
+        self, request: Request, principal: Principal, params: dict[str, Any]
+    ) -> tuple[str, bytes] | None:
+        """The request's ``Idempotency-Key`` and a fingerprint of what it asks for."""
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            return None
+        if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable() or not key.isascii():
+            raise RequestError(
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+                code="BAD_IDEMPOTENCY_KEY",
+            )
+        wanted = {k: params.get(k) for k in ("query", "variables", "operationName")}
+        fingerprint = hashlib.sha256(orjson.dumps(wanted, option=orjson.OPT_SORT_KEYS)).digest()
+        return key, fingerprint
+
+    def _result_body(self, result: ExecutionResult, media_type: str) -> tuple[int, dict[str, Any]]:
         errors = [_mask(e) for e in result.errors or ()]
         # Variable coercion failures come back with no data and no error paths: a request error.
         if result.data is None and errors and all(e.path is None for e in result.errors or ()):
             for error in errors:
                 error.setdefault("extensions", {}).setdefault("code", "BAD_USER_INPUT")
-            status = 400 if media_type == GRAPHQL_RESPONSE else 200
-            return json_response({"errors": errors}, status=status, media_type=media_type)
+            return (400 if media_type == GRAPHQL_RESPONSE else 200), {"errors": errors}
         body: dict[str, Any] = {"data": result.data}
         if errors:
             body["errors"] = errors
-        return json_response(body, media_type=media_type)
+        return 200, body

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -67,7 +68,7 @@ ENCOUNTER_STATUSES = (
 ENCOUNTER_CLASSES = ("AMB", "EMER", "IMP", "OBSENC", "HH", "VR")
 
 #: Tables that carry ``hospital_id`` and are protected by row-level security.
-TENANT_TABLES = ("practitioner", "patient", "appointment", "encounter")
+TENANT_TABLES = ("practitioner", "patient", "appointment", "encounter", "idempotency_key")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -206,4 +207,23 @@ encounter = Table(
     ),
     Index("ix_encounter_period", "hospital_id", "period_start", "id"),
     Index("ix_encounter_appointment", "hospital_id", "appointment_id"),
+)
+
+#: Responses of mutation requests sent with an ``Idempotency-Key`` header, per caller, so a
+#: retried request is answered from here instead of running twice. Written in the mutation's own
+#: transaction: the key exists exactly when the mutation's effects do.
+idempotency_key = Table(
+    "idempotency_key",
+    metadata,
+    Column("hospital_id", UUID(as_uuid=True), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("fingerprint", LargeBinary, nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("media_type", Text, nullable=True),
+    Column("response", LargeBinary, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("hospital_id", "subject", "key"),
+    ForeignKeyConstraint(["hospital_id"], ["hospital.id"]),
+    Index("ix_idempotency_key_created", "created_at"),
 )

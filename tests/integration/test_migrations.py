@@ -32,7 +32,14 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(
 ) -> None:
     url = await empty_database()
     await asyncio.to_thread(migrate.upgrade, url)
-    assert await _tables(url) == {"hospital", "practitioner", "patient", "appointment", "encounter"}
+    assert await _tables(url) == {
+        "hospital",
+        "practitioner",
+        "patient",
+        "appointment",
+        "encounter",
+        "idempotency_key",
+    }
     await asyncio.to_thread(migrate.downgrade, url)
     assert await _tables(url) == set()
     await asyncio.to_thread(migrate.upgrade, url)
@@ -46,7 +53,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(
         )
     finally:
         await conn.close()
-    assert policies == 5
+    assert policies == 6
     assert exclusion == 1
 
 
