@@ -81,6 +81,6 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        *graphiql.routes(),
+        *graphiql.routes(settings),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
