@@ -63,7 +63,7 @@ class Settings:
     data_dir: Path = dataclasses.field(
         default_factory=lambda: Path(platformdirs.user_data_dir("hms"))
     )
-    db_pool_size: int = 10
+    db_pool_size: int = 20
     db_max_overflow: int = 10
     max_body_bytes: int = 1_048_576
     max_page_size: int = 100
@@ -109,7 +109,7 @@ class Settings:
             port=_int(env, "HMS_PORT", 8000, minimum=1),
             workers=_int(env, "HMS_WORKERS", 1, minimum=1),
             data_dir=Path(data_dir) if data_dir else Path(platformdirs.user_data_dir("hms")),
-            db_pool_size=_int(env, "HMS_DB_POOL_SIZE", 10, minimum=1),
+            db_pool_size=_int(env, "HMS_DB_POOL_SIZE", 20, minimum=1),
             db_max_overflow=_int(env, "HMS_DB_MAX_OVERFLOW", 10),
             max_body_bytes=_int(env, "HMS_MAX_BODY_BYTES", 1_048_576, minimum=1024),
             max_query_tokens=_int(env, "HMS_MAX_QUERY_TOKENS", 5000, minimum=100),
