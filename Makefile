@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck layers unit schema bench clean
+.PHONY: install run test lint typecheck layers unit schema bench bench-writes clean
 
 # The venv is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -38,6 +38,9 @@ schema: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+bench-writes: $(STAMP)
+	$(BIN)/python -m bench.writes
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
