@@ -9,6 +9,7 @@ from typing import Any
 from hms.persistence.pages import PageRows, PageSpec
 from hms.resolvers.errors import BadUserInput
 from hms.resolvers.relay import CursorCodec
+from hms.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,8 +20,9 @@ class PageArgs:
     before: str | None = None
 
 
-def page_spec(args: PageArgs, codec: CursorCodec, *, default_size: int, max_size: int) -> PageSpec:
-    """Validate Relay arguments. Sizes past ``max_size`` are an error, never a silent cap."""
+def page_spec(settings: Settings, args: PageArgs, codec: CursorCodec) -> PageSpec:
+    """Validate Relay arguments. Sizes past ``max_page_size`` are an error, never a silent cap."""
+    default_size, max_size = settings.default_page_size, settings.max_page_size
     if args.first is not None and args.last is not None:
         raise BadUserInput("Pass either 'first' (with 'after') or 'last' (with 'before'), not both")
     for name, value in (("first", args.first), ("last", args.last)):

@@ -12,11 +12,6 @@ from hms.resolvers.pagination import Page, PageArgs, page_spec
 from hms.resolvers.relay import CursorCodec, expect_global_id
 
 
-def _spec(ctx: Context, args: PageArgs, codec: CursorCodec) -> Any:
-    s = ctx.settings
-    return page_spec(args, codec, default_size=s.default_page_size, max_size=s.max_page_size)
-
-
 async def patient(ctx: Context, global_id: str) -> Any:
     return await ctx.loaders.patient_by_id.load(expect_global_id(global_id, "Patient"))
 
@@ -30,7 +25,7 @@ async def patient_list(
 ) -> Page:
     key = patients.sort_key(order, descending=descending)
     codec = CursorCodec(ctx.cursor_key, f"patients:{order}:{descending}", key)
-    rows = await patients.page(ctx.db, f, key, _spec(ctx, args, codec))
+    rows = await patients.page(ctx.db, f, key, page_spec(ctx.settings, args, codec))
     return Page.of(rows, codec, lambda: patients.total(ctx.db, f))
 
 
@@ -42,7 +37,9 @@ async def appointments_of(
     ctx: Context, patient_id: uuid.UUID, args: PageArgs, f: AppointmentFilter | None
 ) -> Page:
     codec = CursorCodec(ctx.cursor_key, "patient.appointments", appointments.PATIENT_KEY)
-    rows = await ctx.loaders.appointments_by_patient.load((patient_id, f, _spec(ctx, args, codec)))
+    rows = await ctx.loaders.appointments_by_patient.load(
+        (patient_id, f, page_spec(ctx.settings, args, codec))
+    )
     return Page.of(
         rows, codec, lambda: ctx.loaders.appointment_count_by_patient.load((patient_id, f))
     )
@@ -52,7 +49,9 @@ async def encounters_of(
     ctx: Context, patient_id: uuid.UUID, args: PageArgs, f: EncounterFilter | None
 ) -> Page:
     codec = CursorCodec(ctx.cursor_key, "patient.encounters", encounters.KEY)
-    rows = await ctx.loaders.encounters_by_patient.load((patient_id, f, _spec(ctx, args, codec)))
+    rows = await ctx.loaders.encounters_by_patient.load(
+        (patient_id, f, page_spec(ctx.settings, args, codec))
+    )
     return Page.of(
         rows, codec, lambda: ctx.loaders.encounter_count_by_patient.load((patient_id, f))
     )

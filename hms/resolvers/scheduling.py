@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from hms.context import Context
 from hms.persistence import appointments, encounters, practitioners
@@ -12,29 +11,24 @@ from hms.resolvers.pagination import Page, PageArgs, page_spec
 from hms.resolvers.relay import CursorCodec
 
 
-def _spec(ctx: Context, args: PageArgs, codec: CursorCodec) -> Any:
-    s = ctx.settings
-    return page_spec(args, codec, default_size=s.default_page_size, max_size=s.max_page_size)
-
-
 async def appointment_list(
     ctx: Context, args: PageArgs, f: AppointmentFilter | None, descending: bool
 ) -> Page:
     key = appointments.sort_key(descending=descending)
     codec = CursorCodec(ctx.cursor_key, f"appointments:start:{descending}", key)
-    rows = await appointments.page(ctx.db, f, key, _spec(ctx, args, codec))
+    rows = await appointments.page(ctx.db, f, key, page_spec(ctx.settings, args, codec))
     return Page.of(rows, codec, lambda: appointments.total(ctx.db, f))
 
 
 async def encounter_list(ctx: Context, args: PageArgs, f: EncounterFilter | None) -> Page:
     codec = CursorCodec(ctx.cursor_key, "encounters", encounters.KEY)
-    rows = await encounters.page(ctx.db, f, _spec(ctx, args, codec))
+    rows = await encounters.page(ctx.db, f, page_spec(ctx.settings, args, codec))
     return Page.of(rows, codec, lambda: encounters.total(ctx.db, f))
 
 
 async def practitioner_list(ctx: Context, args: PageArgs, f: PractitionerFilter | None) -> Page:
     codec = CursorCodec(ctx.cursor_key, "practitioners", practitioners.KEY)
-    rows = await practitioners.page(ctx.db, f, _spec(ctx, args, codec))
+    rows = await practitioners.page(ctx.db, f, page_spec(ctx.settings, args, codec))
     return Page.of(rows, codec, lambda: practitioners.total(ctx.db, f))
 
 
@@ -43,7 +37,7 @@ async def appointments_of_practitioner(
 ) -> Page:
     codec = CursorCodec(ctx.cursor_key, "practitioner.appointments", appointments.PRACTITIONER_KEY)
     rows = await ctx.loaders.appointments_by_practitioner.load(
-        (practitioner_id, f, _spec(ctx, args, codec))
+        (practitioner_id, f, page_spec(ctx.settings, args, codec))
     )
     return Page.of(
         rows,

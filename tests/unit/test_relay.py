@@ -18,8 +18,10 @@ from hms.resolvers.relay import (
     from_global_id,
     to_global_id,
 )
+from hms.settings import Settings
 
 KEY = patients.sort_key("name", descending=False)
+SETTINGS = Settings()
 
 
 @given(st.sampled_from(NODE_TYPES), st.uuids())
@@ -83,11 +85,11 @@ def test_arbitrary_text_is_never_a_cursor(text: str) -> None:
 
 def test_page_spec_defaults_and_bounds() -> None:
     codec = CursorCodec(b"k" * 32, "s", KEY)
-    assert page_spec(PageArgs(), codec, default_size=20, max_size=100).limit == 20
-    assert page_spec(PageArgs(first=0), codec, default_size=20, max_size=100).limit == 0
-    assert page_spec(PageArgs(last=7), codec, default_size=20, max_size=100).backward
+    assert page_spec(SETTINGS, PageArgs(), codec).limit == 20
+    assert page_spec(SETTINGS, PageArgs(first=0), codec).limit == 0
+    assert page_spec(SETTINGS, PageArgs(last=7), codec).backward
     for args in (PageArgs(first=101), PageArgs(first=-1), PageArgs(last=101)):
         with pytest.raises(BadUserInput, match="between 0 and 100"):
-            page_spec(args, codec, default_size=20, max_size=100)
+            page_spec(SETTINGS, args, codec)
     with pytest.raises(BadUserInput, match="not both"):
-        page_spec(PageArgs(first=1, last=1), codec, default_size=20, max_size=100)
+        page_spec(SETTINGS, PageArgs(first=1, last=1), codec)
