@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import secrets
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -123,6 +124,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             )
             _say(f"Demo token ({slug}, admin): {token}")
     log_level = "info" if args.verbose else "warning"
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the previous handler; the
+    # default one would kill the process without running atexit, leaving the embedded
+    # PostgreSQL running. Exiting through Python stops it with the server.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if workers == 1:
         app = create_app(settings)
         tune_gc()

@@ -59,6 +59,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    # The embedded PostgreSQL stops with the server: nothing is left running after SIGTERM.
+    postmaster = data_dir / "data" / "pg18" / "postmaster.pid"
+    deadline = time.monotonic() + 20
+    while postmaster.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not postmaster.exists(), "hms serve left its embedded PostgreSQL running"
 
 
 def test_serve_on_the_embedded_default(served: tuple[str, Path]) -> None:
