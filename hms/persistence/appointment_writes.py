@@ -15,28 +15,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row, func, insert, select, update
-from sqlalchemy.exc import DBAPIError
 
 from hms.models.ids import uuid7
 from hms.models.tables import appointment
 from hms.persistence.appointments import COLUMNS
 from hms.persistence.database import RequestDb
-from hms.persistence.errors import IllegalState, NotFound, VersionConflict, translate
+from hms.persistence.errors import IllegalState, NotFound, VersionConflict, returning_one
 
 REFERENCES = {
     "fk_appointment_hospital_id_patient_id_patient": "patient",
     "fk_appointment_hospital_id_practitioner_id_practitioner": "practitioner",
 }
-
-
-async def _run(db: RequestDb, statement: Any) -> Row[Any] | None:
-    try:
-        return await db.one_or_none(statement)
-    except DBAPIError as error:
-        failure = translate(error, REFERENCES)
-        if failure is None:
-            raise
-        raise failure from error
 
 
 async def create(
@@ -65,7 +54,7 @@ async def create(
         )
         .returning(*COLUMNS)
     )
-    row = await _run(db, stmt)
+    row = await returning_one(db, stmt, REFERENCES)
     assert row is not None  # INSERT … RETURNING yields its row or raises
     return row
 
@@ -104,7 +93,7 @@ async def _guarded_update(
     stmt = stmt.values(
         **values, version=appointment.c.version + 1, updated_at=func.now()
     ).returning(*COLUMNS)
-    row = await _run(db, stmt)
+    row = await returning_one(db, stmt, REFERENCES)
     if row is None:
         raise await _explain(db, appointment_id, expected_version)
     return row

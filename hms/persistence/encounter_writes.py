@@ -7,13 +7,12 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Row, insert
-from sqlalchemy.exc import DBAPIError
 
 from hms.models.ids import uuid7
 from hms.models.tables import encounter
 from hms.persistence.database import RequestDb
 from hms.persistence.encounters import COLUMNS
-from hms.persistence.errors import translate
+from hms.persistence.errors import returning_one
 
 REFERENCES = {
     "fk_encounter_hospital_id_patient_id_patient": "patient",
@@ -51,12 +50,6 @@ async def create(
         )
         .returning(*COLUMNS)
     )
-    try:
-        row = await db.one_or_none(stmt)
-    except DBAPIError as error:
-        failure = translate(error, REFERENCES)
-        if failure is None:
-            raise
-        raise failure from error
+    row = await returning_one(db, stmt, REFERENCES)
     assert row is not None  # INSERT … RETURNING yields its row or raises
     return row

@@ -7,7 +7,12 @@ holds for the race a Python pre-check would lose.
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import Executable, Row
 from sqlalchemy.exc import DBAPIError
+
+from hms.persistence.database import RequestDb
 
 EXCLUSION_VIOLATION = "23P01"
 UNIQUE_VIOLATION = "23505"
@@ -74,3 +79,16 @@ def translate(error: DBAPIError, references: dict[str, str]) -> WriteError | Non
     if state == FOREIGN_KEY_VIOLATION and name in references:
         return NotFound(references[name])
     return None
+
+
+async def returning_one(
+    db: RequestDb, statement: Executable, references: dict[str, str] | None = None
+) -> Row[Any] | None:
+    """Run a write with RETURNING; an expected constraint failure becomes its domain error."""
+    try:
+        return await db.one_or_none(statement)
+    except DBAPIError as error:
+        failure = translate(error, references or {})
+        if failure is None:
+            raise
+        raise failure from error

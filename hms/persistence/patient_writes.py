@@ -9,12 +9,11 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Row, func, insert, select, update
-from sqlalchemy.exc import DBAPIError
 
 from hms.models.ids import uuid7
 from hms.models.tables import patient
 from hms.persistence.database import RequestDb
-from hms.persistence.errors import NotFound, VersionConflict, translate
+from hms.persistence.errors import NotFound, VersionConflict, returning_one
 from hms.persistence.patients import COLUMNS
 
 #: Columns a caller may set; everything else (ids, timestamps, version) is the database's.
@@ -23,23 +22,13 @@ WRITABLE = frozenset(
 )
 
 
-async def _returning_one(db: RequestDb, statement: Any) -> Row[Any] | None:
-    try:
-        return await db.one_or_none(statement)
-    except DBAPIError as error:
-        failure = translate(error, {})
-        if failure is None:
-            raise
-        raise failure from error
-
-
 async def create(db: RequestDb, values: dict[str, Any]) -> Row[Any]:
     """Insert a patient; raises :class:`MrnTaken` when the MRN is in use in this hospital."""
     assert WRITABLE.issuperset(values), set(values) - WRITABLE
     stmt = (
         insert(patient).values(hospital_id=db.hospital_id, id=uuid7(), **values).returning(*COLUMNS)
     )
-    row = await _returning_one(db, stmt)
+    row = await returning_one(db, stmt)
     assert row is not None  # INSERT … RETURNING yields its row or raises
     return row
 
@@ -71,7 +60,7 @@ async def update_(
         .values(**values, version=patient.c.version + 1, updated_at=func.now())
         .returning(*COLUMNS)
     )
-    row = await _returning_one(db, stmt)
+    row = await returning_one(db, stmt)
     if row is not None:
         return row
     version = await current_version(db, patient_id)
