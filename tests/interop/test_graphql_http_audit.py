@@ -11,19 +11,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests import fixtures
 from tests.conftest import SECRET, token
+from tests.interop.servers import clean_env, free_port, running
 
 pytestmark = pytest.mark.interop
 
@@ -34,13 +32,6 @@ PACKAGE = "graphql-http"
 STARTUP_SECONDS = 30.0
 NPM_SECONDS = 300.0
 AUDIT_SECONDS = 120.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _installed_version() -> str | None:
@@ -80,17 +71,12 @@ def server(
     database_url: str, dataset: fixtures.Dataset, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """The GraphQL URL of a real uvicorn process serving the app; stopped after the module."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("server") / "uvicorn.log"
+    port = free_port()
     # Only the settings chosen here: an inherited HMS_* (a Redis URL, prod mode) would change
     # what is audited.
-    env = {name: value for name, value in os.environ.items() if not name.startswith("HMS_")}
-    env |= {
-        "HMS_ENV": "dev",
-        "HMS_DATABASE_URL": database_url,
-        "HMS_JWT_SECRET": SECRET,
-        "HMS_DB_POOL_SIZE": "2",
-    }
+    env = clean_env(
+        HMS_ENV="dev", HMS_DATABASE_URL=database_url, HMS_JWT_SECRET=SECRET, HMS_DB_POOL_SIZE="2"
+    )
     command = [
         sys.executable,
         "-m",
@@ -104,30 +90,9 @@ def server(
         "--log-level",
         "warning",
     ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy after {STARTUP_SECONDS}s:\n{log_path.read_text()}")
-            time.sleep(0.1)
+    log = tmp_path_factory.mktemp("server") / "uvicorn.log"
+    with running(command, env, port, log, startup=STARTUP_SECONDS) as base:
         yield f"{base}/graphql"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _explain(report: dict[str, Any]) -> str:

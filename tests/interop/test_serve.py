@@ -6,10 +6,7 @@ seeded), reads the demo token it prints, and queries it over a real socket.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,47 +15,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.interop.servers import clean_env, free_port, running
+
 STARTUP_SECONDS = 120.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     data_dir = tmp_path_factory.mktemp("hms-serve")
     log = data_dir / "serve.log"
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HMS_")}
-    env.update({"HMS_DATA_DIR": str(data_dir / "data"), "HMS_PORT": str(port)})
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hms.cli", "serve"], env=env, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            assert process.poll() is None, f"hms serve exited:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"hms serve did not start:\n{log.read_text()}"
-            time.sleep(0.25)
+    port = free_port()
+    env = clean_env(HMS_DATA_DIR=str(data_dir / "data"), HMS_PORT=str(port))
+    command = [sys.executable, "-m", "hms.cli", "serve"]
+    with running(command, env, port, log, startup=STARTUP_SECONDS) as url:
         yield url, log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
     # The embedded PostgreSQL stops with the server: nothing is left running after SIGTERM.
     postmaster = data_dir / "data" / "pg18" / "postmaster.pid"
     deadline = time.monotonic() + 20
