@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from starlette.applications import Starlette
+
 from hms.resolvers.relay import to_global_id
 from tests import fixtures
 from tests.conftest import NOW, GraphQL
+from tests.statements import recorded
 
 
 def ids(body: dict[str, Any], field: str) -> list[str]:
@@ -97,6 +100,17 @@ async def test_node_and_nodes_resolve_every_type(gql: GraphQL, dataset: fixtures
         None,
     ]
     assert [n and n["id"] for n in nodes[:5]] == wanted[:5]
+
+
+async def test_nodes_batch_one_statement_per_type(
+    gql: GraphQL, app: Starlette, dataset: fixtures.Dataset
+) -> None:
+    wanted = [to_global_id("Patient", pk) for pk in dataset.alpha.patients[:10]]
+    wanted += [to_global_id("Practitioner", pk) for pk in dataset.alpha.practitioners]
+    with recorded(app.state.database.primary) as statements:
+        body = await gql("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": wanted})
+    assert [n["id"] for n in body["data"]["nodes"]] == wanted
+    assert len(statements) == 2  # one for the ten patients, one for the three practitioners
 
 
 async def test_wrong_type_id_is_an_error(gql: GraphQL, dataset: fixtures.Dataset) -> None:

@@ -26,7 +26,6 @@ from tests.interop.servers import clean_env, free_port, running
 pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 AUDIT = HERE / "audit.mjs"
 PACKAGE = "graphql-http"
 STARTUP_SECONDS = 30.0
