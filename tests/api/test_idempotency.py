@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import text
 
 from hms.persistence.database import Database
+from hms.security.tokens import issue
 from hms.settings import Settings
 from tests import fixtures
 from tests.api.writes import SCHEDULE, at, gid, rows
-from tests.conftest import token
+from tests.conftest import SECRET, token
 
 Hospital = fixtures.HospitalData
 
@@ -101,6 +102,18 @@ async def test_keys_are_per_principal(
     )
     assert "idempotent-replayed" not in theirs.headers
     assert theirs.content != mine.content  # alpha cannot see ward's rows: NOT_FOUND, not a replay
+    # A colleague in the same hospital with the same key and body: their own request, executed
+    # (the slot is taken by now), never the first caller's stored answer.
+    colleague = issue(SECRET, subject="colleague", hospital_id=ward.id, roles=["front_desk"])
+    again = await client.post(
+        "/graphql",
+        json=booking(ward, 44),
+        headers={"Authorization": f"Bearer {colleague}", "Idempotency-Key": key},
+    )
+    assert "idempotent-replayed" not in again.headers
+    codes = [e["code"] for e in again.json()["data"]["scheduleAppointment"]["userErrors"]]
+    assert codes == ["SLOT_TAKEN"]
+    assert await count_bookings(database_url, ward, 44) == 1
 
 
 async def test_concurrent_retries_execute_once(
