@@ -11,7 +11,3 @@ def async_url(url: str) -> str:
     if parsed.drivername in ("postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed.render_as_string(hide_password=False)
-
-
-def with_database(url: str, database: str) -> str:
-    return make_url(async_url(url)).set(database=database).render_as_string(hide_password=False)

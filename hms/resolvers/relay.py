@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import hmac
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -103,7 +102,3 @@ class CursorCodec:
             return tuple(_parse(t, v) for t, v in zip(self._types, values, strict=True))
         except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
             raise invalid from None
-
-
-def page_cursors(codec: CursorCodec, rows: Sequence[Any]) -> list[str]:
-    return [codec.encode(row) for row in rows]
