@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
-from hms.persistence.urls import async_url
+from hms.persistence.urls import asyncpg_dsn
 
 log = logging.getLogger("hms.embedded")
 
@@ -36,7 +36,7 @@ def start(data_dir: Path) -> str:
 
 
 async def _ensure_database(admin_url: str) -> None:
-    conn = await asyncpg.connect(async_url(admin_url).replace("postgresql+asyncpg", "postgresql"))
+    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
         if not exists:

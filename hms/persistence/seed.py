@@ -52,7 +52,7 @@ from sqlalchemy.schema import (
 
 from hms.models.tables import appointment, encounter, hospital, metadata, patient, practitioner
 from hms.persistence import synthetic
-from hms.persistence.urls import async_url
+from hms.persistence.urls import asyncpg_dsn
 
 #: Rebuild keys, indexes and constraints when a load adds at least this many appointments.
 REBUILD_THRESHOLD = 200_000
@@ -94,11 +94,6 @@ class SeedReport:
             f"{self.practitioners:,} practitioners, {self.appointments:,} appointments, "
             f"{self.encounters:,} encounters in {self.seconds:.1f}s"
         )
-
-
-def asyncpg_dsn(database_url: str) -> str:
-    """A libpq-style URL as asyncpg takes it (no SQLAlchemy driver suffix in the scheme)."""
-    return async_url(database_url).replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 def rebuild_ddl(tables: Sequence[Table] = REBUILT_TABLES) -> tuple[list[str], list[str]]:

@@ -11,3 +11,8 @@ def async_url(url: str) -> str:
     if parsed.drivername in ("postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed.render_as_string(hide_password=False)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The same URL for asyncpg itself, which takes no SQLAlchemy driver suffix in the scheme."""
+    return async_url(url).replace("postgresql+asyncpg://", "postgresql://", 1)

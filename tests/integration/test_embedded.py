@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from hms.persistence import embedded, migrate
-from hms.persistence.urls import async_url
+from hms.persistence.urls import asyncpg_dsn
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def embedded_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 async def test_embedded_postgres_18_migrates_with_rls(embedded_url: str) -> None:
     await asyncio.to_thread(migrate.upgrade, embedded_url)
     await asyncio.to_thread(migrate.check, embedded_url)
-    conn = await asyncpg.connect(async_url(embedded_url).replace("+asyncpg", ""))
+    conn = await asyncpg.connect(asyncpg_dsn(embedded_url))
     try:
         version = await conn.fetchval("SHOW server_version_num")
         forced = await conn.fetchval(

@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 
 from hms.persistence import migrate, seed, synthetic
+from hms.persistence.urls import asyncpg_dsn
 
 SERVER = os.environ.get("HMS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 #: Fixed, so two loads can be compared row for row (timestamps and ids derive from it).
@@ -351,7 +352,7 @@ def test_ids_are_time_ordered_uuid7() -> None:
 
 
 def test_socket_urls_become_asyncpg_dsns() -> None:
-    dsn = urllib.parse.urlsplit(seed.asyncpg_dsn("postgresql://postgres:@/hms?host=/run/hms"))
+    dsn = urllib.parse.urlsplit(asyncpg_dsn("postgresql://postgres:@/hms?host=/run/hms"))
     assert (dsn.scheme, dsn.username, dsn.hostname, dsn.path) == (
         "postgresql",
         "postgres",
@@ -359,4 +360,4 @@ def test_socket_urls_become_asyncpg_dsns() -> None:
         "/hms",
     )
     assert urllib.parse.parse_qs(dsn.query) == {"host": ["/run/hms"]}
-    assert seed.asyncpg_dsn("postgres://u:p@db:5432/x") == "postgresql://u:p@db:5432/x"
+    assert asyncpg_dsn("postgres://u:p@db:5432/x") == "postgresql://u:p@db:5432/x"
