@@ -9,7 +9,9 @@ import httpx
 import jwt
 import pytest
 
+from hms.app import create_app
 from hms.security.tokens import issue
+from hms.settings import Settings
 from tests import fixtures
 from tests.conftest import SECRET, token
 
@@ -418,3 +420,17 @@ async def test_empty_selection_sets_are_syntax_errors(
     )
     assert response.status_code == 400
     assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+
+
+async def test_readiness_fails_when_a_dependency_is_down(settings: Settings) -> None:
+    """/readyz answers 503 naming the dependency; /healthz stays 200 (it never touches them)."""
+    app = create_app(settings.with_(redis_url="redis://127.0.0.1:1/0"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hms.test") as client:
+            ready = await client.get("/readyz")
+            health = await client.get("/healthz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["cache"].startswith("unavailable")
+    assert health.status_code == 200
