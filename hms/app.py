@@ -23,7 +23,9 @@ from hms.http.graphql import GraphQLEndpoint
 from hms.http.health import healthz, readyz
 from hms.persistence import hospitals
 from hms.persistence.database import Database
+from hms.pipeline import Pipeline
 from hms.schema import schema
+from hms.security.identity import Authenticator, Tenants
 from hms.security.tokens import issue
 from hms.settings import Settings
 
@@ -47,14 +49,19 @@ def create_app(settings: Settings) -> Starlette:
         app.state.database = database
         app.state.cache = cache
         app.state.demo_tokens = {}
-        app.state.endpoint = GraphQLEndpoint(
+        authenticator = Authenticator(
+            secret, Tenants(database), max_lifetime=settings.max_token_lifetime
+        )
+        pipeline = Pipeline(
             schema=schema._schema,
             settings=settings,
             database=database,
             cache=cache,
+            authenticator=authenticator,
             cursor_key=cursor_key(secret),
-            jwt_secret=secret,
         )
+        app.state.pipeline = pipeline
+        app.state.endpoint = GraphQLEndpoint(pipeline, max_body_bytes=settings.max_body_bytes)
         if settings.is_dev and settings.graphiql:
             # Demo tokens pre-fill GraphiQL; reading hospitals needs the owner's view (no tenant).
             try:

@@ -38,6 +38,19 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float, minimum: float = 0.1) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value >= minimum:  # also refuses nan
+        raise SettingsError(f"{name} must be at least {minimum} seconds, got {raw}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -74,6 +87,14 @@ class Settings:
     max_appointment_hours: int = 8
     max_query_tokens: int = 5000
     idempotency_ttl: dt.timedelta = dt.timedelta(hours=24)
+    #: Deadlines of a whole request, enforced by the app and by PostgreSQL.
+    read_timeout: float = 10.0
+    write_timeout: float = 15.0
+    db_connect_timeout: float = 5.0
+    #: How long ``hms serve`` waits for PostgreSQL to accept connections at start.
+    db_startup_timeout: float = 60.0
+    #: Tokens whose ``exp`` is further than this after ``iat`` are refused.
+    max_token_lifetime: dt.timedelta = dt.timedelta(hours=24)
 
     @property
     def is_dev(self) -> bool:
@@ -116,6 +137,13 @@ class Settings:
             graphiql=_bool(env, "HMS_GRAPHIQL", is_dev),
             introspection=_bool(env, "HMS_INTROSPECTION", is_dev),
             max_appointment_hours=_int(env, "HMS_MAX_APPOINTMENT_HOURS", 8, minimum=1),
+            read_timeout=_seconds(env, "HMS_READ_TIMEOUT", 10.0),
+            write_timeout=_seconds(env, "HMS_WRITE_TIMEOUT", 15.0),
+            db_connect_timeout=_seconds(env, "HMS_DB_CONNECT_TIMEOUT", 5.0),
+            db_startup_timeout=_seconds(env, "HMS_DB_STARTUP_TIMEOUT", 60.0, minimum=0),
+            max_token_lifetime=dt.timedelta(
+                hours=_seconds(env, "HMS_MAX_TOKEN_LIFETIME_HOURS", 24.0, minimum=0.01)
+            ),
         )
 
     def with_(self, **changes: object) -> Settings:

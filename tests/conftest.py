@@ -78,6 +78,11 @@ def settings(database_url: str) -> Settings:
 async def app(settings: Settings, dataset: fixtures.Dataset) -> AsyncIterator[Starlette]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
+        # As on a running server, the hospitals are already known: statement counts in the
+        # tests are those of the request itself, not of the first tenant lookup.
+        tenants = application.state.pipeline.authenticator.tenants
+        for hospital in (dataset.alpha, dataset.beta):
+            assert await tenants.exists(hospital.id)
         yield application
 
 

@@ -1,47 +1,36 @@
-"""The ``/graphql`` endpoint: GraphQL over HTTP (POST and GET) per the GraphQL-over-HTTP spec.
+"""The ``/graphql`` endpoint: GraphQL over HTTP (POST and GET), a thin translator.
 
-Request flow: authenticate → read params (JSON body or query string) → parse+validate (cached)
-→ execute against one request transaction → orjson. Request errors (unparseable body, invalid
-document, bad variables) carry no ``data`` key; with ``application/graphql-response+json`` they
-get a 4xx status, with legacy ``application/json`` a 200 (spec §"application/json").
+This module reads the transport — ``Accept`` negotiation, the method, the JSON body or query
+string, size and media-type limits, the ``Idempotency-Key`` header — into one
+:class:`~hms.pipeline.GraphQLRequest`, hands it to the :class:`~hms.pipeline.Pipeline`, and
+writes the :class:`~hms.pipeline.Reply` back. It also watches the connection: a client that goes
+away has its request cancelled (and its transaction rolled back) instead of finishing work
+nobody will receive. Request errors carry no ``data`` key; with
+``application/graphql-response+json`` they get a 4xx status, with legacy ``application/json`` a
+200 where the GraphQL-over-HTTP spec asks for it.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import contextlib
 import logging
-from inspect import isawaitable
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult, GraphQLError, GraphQLSchema, OperationType, execute
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive
 
-from hms.cache.backend import Cache
-from hms.context import Context, Principal
-from hms.http.documents import DocumentCache
-from hms.http.responses import GRAPHQL_RESPONSE, JSON, error_response, json_response
-from hms.loaders import Loaders
-from hms.persistence import idempotency as idempotency_keys
-from hms.persistence.database import Database
-from hms.resolvers.errors import ClientError
-from hms.security.tokens import AuthError, bearer, verify
-from hms.settings import Settings
+from hms.http.responses import GRAPHQL_RESPONSE, JSON, error_response
+from hms.observability.logs import log_failure
+from hms.pipeline import Failure, GraphQLRequest, Pipeline, Reply, bad_request, failure_reply
 
 log = logging.getLogger("hms.http")
 
 MAX_IDEMPOTENCY_KEY = 255
-
-
-class RequestError(Exception):
-    """The HTTP request cannot be turned into a GraphQL request."""
-
-    def __init__(self, message: str, status: int = 400, code: str = "BAD_REQUEST") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.headers: dict[str, str] = {}
+#: Status logged for a request whose client left before the answer (nginx's convention).
+CLIENT_CLOSED = 499
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -69,49 +58,16 @@ def negotiate(accept: str | None) -> str | None:
     return max(offered)[2] if offered else None
 
 
-def _mask(error: GraphQLError) -> dict[str, Any]:
-    """Errors the client caused pass through; anything else is logged and masked."""
-    original = error.original_error
-    if original is None or isinstance(original, GraphQLError):
-        formatted = dict(error.formatted)
-        if isinstance(original, ClientError):
-            formatted["extensions"] = original.extensions
-        return formatted
-    log.error("unexpected error at %s", error.path, exc_info=original)
-    masked: dict[str, Any] = {
-        "message": "Internal server error",
-        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
-    }
-    if error.locations is not None:
-        masked["locations"] = [loc._asdict() for loc in error.locations]
-    if error.path is not None:
-        masked["path"] = error.path
-    return masked
+async def _until_disconnected(receive: Receive) -> None:
+    """Return when the client has gone (the body was already read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 class GraphQLEndpoint:
-    def __init__(
-        self,
-        *,
-        schema: GraphQLSchema,
-        settings: Settings,
-        database: Database,
-        cache: Cache,
-        cursor_key: bytes,
-        jwt_secret: str,
-    ) -> None:
-        self.schema = schema
-        self.settings = settings
-        self.database = database
-        self.cache = cache
-        self.cursor_key = cursor_key
-        self.jwt_secret = jwt_secret
-        self.documents = DocumentCache(
-            schema,
-            size=settings.document_cache_size,
-            introspection=settings.introspection,
-            max_tokens=settings.max_query_tokens,
-        )
+    def __init__(self, pipeline: Pipeline, *, max_body_bytes: int) -> None:
+        self.pipeline = pipeline
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, request: Request) -> Response:
         media_type = negotiate(request.headers.get("accept"))
@@ -122,28 +78,36 @@ class GraphQLEndpoint:
                 status=406,
             )
         try:
-            principal = verify(self.jwt_secret, bearer(request.headers.get("authorization")))
-        except AuthError as error:
-            return error_response(
-                str(error),
-                "UNAUTHENTICATED",
-                status=401,
-                media_type=media_type,
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            try:
+                graphql_request = await self._read(request, media_type)
+            except Failure as failure:
+                return _response(failure_reply(failure, media_type))
+            reply = await self._run_while_connected(request, graphql_request)
+        except Exception as error:  # the last line of defence: JSON, masked, PHI-free
+            log_failure(log, "unexpected error in the GraphQL endpoint", error)
+            reply = failure_reply(
+                Failure("Internal server error", "INTERNAL_SERVER_ERROR", 500), media_type
             )
-        try:
-            params = await self._params(request)
-            return await self._run(request, principal, params, media_type)
-        except RequestError as error:
-            return error_response(
-                str(error),
-                error.code,
-                status=error.status,
-                media_type=media_type,
-                headers=error.headers,
-            )
+        return _response(reply)
 
-    async def _params(self, request: Request) -> dict[str, Any]:
+    async def _run_while_connected(
+        self, request: Request, graphql_request: GraphQLRequest
+    ) -> Reply:
+        work = asyncio.ensure_future(self.pipeline.run(graphql_request))
+        watch = asyncio.ensure_future(_until_disconnected(request.receive))
+        try:
+            await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not work.done():
+                work.cancel()  # the client left, or this handler itself was cancelled
+            watch.cancel()
+        if work.cancelled() or not work.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await work  # let the pipeline roll back and release its connection
+            return Reply(CLIENT_CLOSED, b"", "text/plain")
+        return work.result()
+
+    async def _read(self, request: Request, media_type: str) -> GraphQLRequest:
         if request.method == "GET":
             params: dict[str, Any] = dict(request.query_params)
             for name in ("variables", "extensions"):
@@ -151,28 +115,50 @@ class GraphQLEndpoint:
                     try:
                         params[name] = orjson.loads(params[name])
                     except orjson.JSONDecodeError:
-                        raise RequestError(f"'{name}' must be a JSON object") from None
-            return params
-        content_type = request.headers.get("content-type", "")
-        if content_type.split(";")[0].strip().lower() != JSON:
-            raise RequestError(
-                f"POST bodies must be {JSON}, got {content_type or 'no Content-Type'}",
-                status=415,
-                code="UNSUPPORTED_MEDIA_TYPE",
-            )
-        body = await self._body(request)
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise RequestError("Request body is not valid JSON") from None
-        if not isinstance(parsed, dict):
-            raise RequestError("Request body must be a JSON object")
-        return parsed
+                        raise bad_request(f"'{name}' must be a JSON object") from None
+        else:
+            content_type = request.headers.get("content-type", "")
+            if content_type.split(";")[0].strip().lower() != JSON:
+                raise bad_request(
+                    f"POST bodies must be {JSON}, got {content_type or 'no Content-Type'}",
+                    code="UNSUPPORTED_MEDIA_TYPE",
+                    status=415,
+                )
+            body = await self._body(request)
+            try:
+                params = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise bad_request("Request body is not valid JSON") from None
+            if not isinstance(params, dict):
+                raise bad_request("Request body must be a JSON object")
+        query = params.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise bad_request("Provide the GraphQL document as a non-empty 'query' string")
+        variables = params.get("variables")
+        if variables is not None and not isinstance(variables, dict):
+            raise bad_request("'variables' must be a JSON object")
+        # GraphQL-over-HTTP: "extensions", if set, must be a map (null counts as unset);
+        # graphql-http audits 58B0-58B3 want 400.
+        extensions = params.get("extensions")
+        if extensions is not None and not isinstance(extensions, dict):
+            raise bad_request("'extensions' must be a JSON object")
+        operation_name = params.get("operationName")
+        if operation_name is not None and not isinstance(operation_name, str):
+            raise bad_request("'operationName' must be a string")
+        return GraphQLRequest(
+            query=query,
+            variables=variables,
+            operation_name=operation_name,
+            method=request.method,
+            media_type=media_type,
+            authorization=request.headers.get("authorization"),
+            idempotency_key=self._idempotency_key(request),
+        )
 
     async def _body(self, request: Request) -> bytes:
-        limit = self.settings.max_body_bytes
-        too_large = RequestError(
-            f"Request body exceeds {limit} bytes", status=413, code="PAYLOAD_TOO_LARGE"
+        limit = self.max_body_bytes
+        too_large = bad_request(
+            f"Request body exceeds {limit} bytes", code="PAYLOAD_TOO_LARGE", status=413
         )
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -186,134 +172,23 @@ class GraphQLEndpoint:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _run(
-        self, request: Request, principal: Principal, params: dict[str, Any], media_type: str
-    ) -> Response:
-        query = params.get("query")
-        if not isinstance(query, str) or not query.strip():
-            raise RequestError("Provide the GraphQL document as a non-empty 'query' string")
-        variables = params.get("variables")
-        if variables is not None and not isinstance(variables, dict):
-            raise RequestError("'variables' must be a JSON object")
-        # GraphQL-over-HTTP: "extensions", if set, must be a map (null counts as unset). Was
-        # silently ignored; graphql-http audits 58B0-58B3 (MAY now, marked to become MUST) want 400.
-        extensions = params.get("extensions")
-        if extensions is not None and not isinstance(extensions, dict):
-            raise RequestError("'extensions' must be a JSON object")
-        operation_name = params.get("operationName")
-        if operation_name is not None and not isinstance(operation_name, str):
-            raise RequestError("'operationName' must be a string")
-
-        strict = media_type == GRAPHQL_RESPONSE
-        document = self.documents.get(query)
-        operation = document.operation(operation_name)
-        if document.ast is not None and operation is None:
-            raise RequestError(
-                "Provide 'operationName' naming one operation of the document"
-                if operation_name is None
-                else f"Unknown operation named {operation_name!r}"
-            )
-        # Checked before validation: GET must never run a mutation, valid or not.
-        if (
-            operation is not None
-            and operation.operation is not OperationType.QUERY
-            and request.method == "GET"
-        ):
-            error = RequestError(
-                f"{operation.operation.value}s are not allowed over GET; use POST",
-                status=405,
-                code="METHOD_NOT_ALLOWED",
-            )
-            error.headers["Allow"] = "POST"
-            raise error
-        if document.errors or operation is None:
-            code = "GRAPHQL_PARSE_FAILED" if document.ast is None else "GRAPHQL_VALIDATION_FAILED"
-            body = {
-                "errors": [
-                    {**e.formatted, "extensions": {**(e.extensions or {}), "code": code}}
-                    for e in document.errors
-                ]
-            }
-            return json_response(body, status=400 if strict else 200, media_type=media_type)
-
-        readonly = operation.operation is OperationType.QUERY
-        idempotency = None if readonly else self._idempotency(request, principal, params)
-        db = self.database.request(principal.hospital_id, readonly=readonly)
-        context = Context(
-            principal=principal,
-            db=db,
-            loaders=Loaders(db),
-            settings=self.settings,
-            cache=self.cache,
-            cursor_key=self.cursor_key,
-        )
-        commit = False
-        try:
-            if idempotency is not None:
-                key, fingerprint = idempotency
-                claimed = await idempotency_keys.claim(
-                    db, principal.subject, key, fingerprint, self.settings.idempotency_ttl
-                )
-                if claimed.outcome == "mismatch":
-                    raise RequestError(
-                        "This Idempotency-Key was already used for a different request; "
-                        "use a new key for a new request",
-                        status=422,
-                        code="IDEMPOTENCY_KEY_REUSED",
-                    )
-                if claimed.outcome == "replay":
-                    return Response(
-                        claimed.response,
-                        status_code=claimed.status,
-                        media_type=claimed.media_type,
-                        headers={"Idempotent-Replayed": "true"},
-                    )
-            outcome = execute(
-                self.schema,
-                document.ast,  # type: ignore[arg-type]  # no errors means it parsed
-                context_value=context,
-                variable_values=variables,
-                operation_name=operation_name,
-            )
-            result: ExecutionResult = await outcome if isawaitable(outcome) else outcome
-            status, body = self._result_body(result, media_type)
-            payload = orjson.dumps(body)
-            content_type = f"{media_type}; charset=utf-8"
-            if idempotency is not None:
-                await idempotency_keys.store(
-                    db, principal.subject, idempotency[0], status, content_type, payload
-                )
-            # Each mutation field is atomic on its own (a savepoint per field), and the response
-            # reports every field's outcome, so what the response says happened is committed.
-            commit = not readonly
-        finally:
-            await db.close(commit=commit)
-        return Response(payload, status_code=status, media_type=content_type)
-
-    def _idempotency(
-        self, request: Request, principal: Principal, params: dict[str, Any]
-    ) -> tuple[str, bytes] | None:
-        """The request's ``Idempotency-Key`` and a fingerprint of what it asks for."""
+    @staticmethod
+    def _idempotency_key(request: Request) -> str | None:
         key = request.headers.get("idempotency-key")
         if key is None:
             return None
         if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable() or not key.isascii():
-            raise RequestError(
+            raise bad_request(
                 f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
                 code="BAD_IDEMPOTENCY_KEY",
             )
-        wanted = {k: params.get(k) for k in ("query", "variables", "operationName")}
-        fingerprint = hashlib.sha256(orjson.dumps(wanted, option=orjson.OPT_SORT_KEYS)).digest()
-        return key, fingerprint
+        return key
 
-    def _result_body(self, result: ExecutionResult, media_type: str) -> tuple[int, dict[str, Any]]:
-        errors = [_mask(e) for e in result.errors or ()]
-        # Variable coercion failures come back with no data and no error paths: a request error.
-        if result.data is None and errors and all(e.path is None for e in result.errors or ()):
-            for error in errors:
-                error.setdefault("extensions", {}).setdefault("code", "BAD_USER_INPUT")
-            return (400 if media_type == GRAPHQL_RESPONSE else 200), {"errors": errors}
-        body: dict[str, Any] = {"data": result.data}
-        if errors:
-            body["errors"] = errors
-        return 200, body
+
+def _response(reply: Reply) -> Response:
+    return Response(
+        reply.body,
+        status_code=reply.status,
+        media_type=reply.content_type,
+        headers=dict(reply.headers),
+    )

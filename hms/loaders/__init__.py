@@ -5,7 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from hms.loaders.base import CountByParentLoader, PageByParentLoader, RowByKeyLoader
+from hms.loaders.base import (
+    CountByParentLoader,
+    Outstanding,
+    PageByParentLoader,
+    RowByKeyLoader,
+)
 from hms.persistence import appointments, encounters, hospitals, patients, practitioners
 from hms.persistence.database import RequestDb
 from hms.persistence.filters import AppointmentFilter, EncounterFilter
@@ -15,29 +20,30 @@ class Loaders:
     """Every loader of one request, all reading through that request's one transaction."""
 
     def __init__(self, db: RequestDb) -> None:
-        self.hospital_by_id = RowByKeyLoader[uuid.UUID](db, hospitals.by_ids)
-        self.patient_by_id = RowByKeyLoader[uuid.UUID](db, patients.by_ids)
-        self.patient_by_mrn = RowByKeyLoader[str](db, patients.by_mrns, attribute="mrn")
-        self.practitioner_by_id = RowByKeyLoader[uuid.UUID](db, practitioners.by_ids)
-        self.appointment_by_id = RowByKeyLoader[uuid.UUID](db, appointments.by_ids)
-        self.encounter_by_id = RowByKeyLoader[uuid.UUID](db, encounters.by_ids)
+        self.outstanding = out = Outstanding()
+        self.hospital_by_id = RowByKeyLoader[uuid.UUID](db, out, hospitals.by_ids)
+        self.patient_by_id = RowByKeyLoader[uuid.UUID](db, out, patients.by_ids)
+        self.patient_by_mrn = RowByKeyLoader[str](db, out, patients.by_mrns, attribute="mrn")
+        self.practitioner_by_id = RowByKeyLoader[uuid.UUID](db, out, practitioners.by_ids)
+        self.appointment_by_id = RowByKeyLoader[uuid.UUID](db, out, appointments.by_ids)
+        self.encounter_by_id = RowByKeyLoader[uuid.UUID](db, out, encounters.by_ids)
         self.appointments_by_patient = PageByParentLoader[AppointmentFilter | None](
-            db, appointments.pages_by_patient
+            db, out, appointments.pages_by_patient
         )
         self.appointments_by_practitioner = PageByParentLoader[AppointmentFilter | None](
-            db, appointments.pages_by_practitioner
+            db, out, appointments.pages_by_practitioner
         )
         self.encounters_by_patient = PageByParentLoader[EncounterFilter | None](
-            db, encounters.pages_by_patient
+            db, out, encounters.pages_by_patient
         )
         self.appointment_count_by_patient = CountByParentLoader[AppointmentFilter | None](
-            db, appointments.counts_by_patient
+            db, out, appointments.counts_by_patient
         )
         self.appointment_count_by_practitioner = CountByParentLoader[AppointmentFilter | None](
-            db, appointments.counts_by_practitioner
+            db, out, appointments.counts_by_practitioner
         )
         self.encounter_count_by_patient = CountByParentLoader[EncounterFilter | None](
-            db, encounters.counts_by_patient
+            db, out, encounters.counts_by_patient
         )
 
     # After a write: the same response must never show the row as it was before. The row itself

@@ -2,11 +2,18 @@
 
 Every GraphQL request gets one :class:`RequestDb`: one pooled connection and one transaction,
 opened lazily on the first statement (a request that never touches the database never takes a
-connection), with the tenant and the unprivileged role set once, in the same round trip. Reads
-run ``REPEATABLE READ READ ONLY`` so every nesting level sees one snapshot.
+connection), with the tenant, the unprivileged role and the request's deadline set once, in the
+same round trip. Reads run ``REPEATABLE READ READ ONLY`` so every nesting level sees one snapshot.
 
 DataLoader batches are concurrent tasks; an asyncpg connection must never run two statements at
 once, so statements go through the connection one at a time behind an ``asyncio.Lock``.
+
+A request database has one life: once :meth:`RequestDb.close` has begun, every statement is
+refused with :class:`RequestClosed`. A batch that outlives its request (a sibling resolver
+raised, the deadline passed) can never open a second connection and transaction that nothing
+would close. Connection-level failures are translated here, once, into
+:class:`DatabaseUnavailable` and :class:`StatementTimeout`, which the request pipeline answers as
+``SERVICE_UNAVAILABLE`` and ``TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ import asyncio
 import contextlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Row, text
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -29,15 +38,79 @@ from sqlalchemy.ext.asyncio import (
 from hms.persistence.urls import async_url
 from hms.settings import Settings
 
+T = TypeVar("T")
+
 #: Created by the first migration; owns nothing, cannot bypass row-level security.
 APP_ROLE = "hms_app"
 
 # The single place the tenant is bound to a transaction. set_config(..., true) is
 # transaction-local, so it is safe behind PgBouncer in transaction mode and on hot standbys.
 # (Citus propagates SET LOCAL but not set_config: switch here, and only here, if sharding.)
+# The request's remaining time bounds every statement and any idle wait inside the transaction,
+# so PostgreSQL stops work the client can no longer receive, even if the app is stuck.
 _BIND_TENANT = text(
-    "SELECT set_config('role', :role, true), set_config('app.hospital_id', :hospital_id, true)"
+    "SELECT set_config('role', :role, true), set_config('app.hospital_id', :hospital_id, true),"
+    " set_config('statement_timeout', :timeout_ms, true),"
+    " set_config('idle_in_transaction_session_timeout', :timeout_ms, true)"
 )
+
+#: SQLSTATEs meaning "the server cannot serve right now": connection exceptions (class 08),
+#: shutdown or start-up (57P01-57P03), too many connections (53300).
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+#: query_canceled (statement_timeout) and idle_in_transaction_session_timeout.
+_TIMEOUT_STATES = ("57014", "25P03")
+
+
+class RequestClosed(RuntimeError):
+    """A statement was attempted after the request's transaction ended."""
+
+    def __init__(self) -> None:
+        super().__init__("the request's transaction has ended; no statement may run on it")
+
+
+class DatabaseFailure(Exception):
+    """The database could not run a statement for reasons outside the request's control."""
+
+    def __init__(self, reason: str, sqlstate: str | None = None) -> None:
+        super().__init__(reason if sqlstate is None else f"{reason} (SQLSTATE {sqlstate})")
+        self.sqlstate = sqlstate
+
+
+class DatabaseUnavailable(DatabaseFailure):
+    """PostgreSQL cannot be reached, is restarting, or has no connection to give."""
+
+
+class StatementTimeout(DatabaseFailure):
+    """PostgreSQL cancelled a statement at the request's deadline."""
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    state = getattr(getattr(error, "orig", None), "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
+def classify(error: BaseException) -> DatabaseFailure | None:
+    """The :class:`DatabaseFailure` behind a driver or pool error, or None for other errors.
+
+    The result never carries the driver's message, which can quote row values.
+    """
+    if isinstance(error, DatabaseFailure):
+        return error
+    if isinstance(error, PoolTimeout):
+        return DatabaseUnavailable("no database connection became free in time")
+    if isinstance(error, OSError | ConnectionError):
+        return DatabaseUnavailable(f"cannot reach the database ({type(error).__name__})")
+    if isinstance(error, DBAPIError):
+        state = _sqlstate(error)
+        if state is not None and state.startswith(_TIMEOUT_STATES):
+            return StatementTimeout("statement cancelled at the request deadline", state)
+        if (
+            error.connection_invalidated
+            or isinstance(error, InterfaceError)
+            or (state is not None and state.startswith(_UNAVAILABLE_STATES))
+        ):
+            return DatabaseUnavailable("the database connection failed", state)
+    return None
 
 
 def _engine(url: str, settings: Settings) -> AsyncEngine:
@@ -45,10 +118,14 @@ def _engine(url: str, settings: Settings) -> AsyncEngine:
         async_url(url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=False,
+        pool_pre_ping=False,  # a stale connection is retried once instead (RequestDb)
+        # Statement parameters hold names, MRNs and contact data: keep them out of every
+        # exception message and log line SQLAlchemy writes.
+        hide_parameters=True,
         connect_args={
             # JIT costs milliseconds on short OLTP statements and never pays back here.
             "server_settings": {"jit": "off", "application_name": "hms"},
+            "timeout": settings.db_connect_timeout,
         },
     )
 
@@ -70,19 +147,36 @@ class Database:
             [_engine(url, settings) for url in settings.database_replica_urls],
         )
 
-    def request(self, hospital_id: uuid.UUID | None, *, readonly: bool) -> RequestDb:
+    def request(
+        self,
+        hospital_id: uuid.UUID | None,
+        *,
+        readonly: bool,
+        timeout: float = 30.0,
+        replica: bool = True,
+    ) -> RequestDb:
         """A lazily opened transaction for one request, scoped to ``hospital_id``.
 
-        ``None`` binds the empty tenant, under which every policy yields zero rows.
+        ``None`` binds the empty tenant, under which every policy yields zero rows. ``timeout``
+        (seconds from now) is the request's deadline; PostgreSQL enforces what is left of it.
+        Read-only requests go to a replica when there is one, unless ``replica`` is False.
         """
         engine = self.primary
-        if readonly and self._next_replica is not None:
+        if readonly and replica and self._next_replica is not None:
             engine = next(self._next_replica)
-        return RequestDb(engine, hospital_id, readonly=readonly)
+        deadline = asyncio.get_running_loop().time() + timeout
+        return RequestDb(engine, hospital_id, readonly=readonly, deadline=deadline)
 
     async def ping(self) -> None:
-        async with self.primary.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        """One round trip to the primary; a connection left stale by a restart is retried."""
+        for attempt in (1, 2):
+            try:
+                async with self.primary.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                return
+            except DBAPIError as error:
+                if not (error.connection_invalidated and attempt == 1):
+                    raise
 
     async def dispose(self) -> None:
         for engine in (self.primary, *self.replicas):
@@ -93,44 +187,95 @@ class RequestDb:
     """One connection and one transaction for one request; statements run one at a time."""
 
     def __init__(
-        self, engine: AsyncEngine, hospital_id: uuid.UUID | None, *, readonly: bool
+        self,
+        engine: AsyncEngine,
+        hospital_id: uuid.UUID | None,
+        *,
+        readonly: bool,
+        deadline: float | None = None,
     ) -> None:
         self.engine = engine
         self.hospital_id = hospital_id
         self.readonly = readonly
+        self.deadline = deadline
+        #: The first database failure of this request: it decides how the request is answered
+        #: even when a resolver turned the exception into a field error.
+        self.failure: DatabaseFailure | None = None
         self._lock = asyncio.Lock()
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
+        self._closed = False
+        self._holder: asyncio.Task[Any] | None = None
 
-    async def _connection(self) -> AsyncConnection:
-        if self._conn is None:
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _timeout_ms(self) -> str:
+        if self.deadline is None:
+            return "0"  # PostgreSQL's "no limit"
+        left = self.deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise StatementTimeout("the request deadline passed before its first statement")
+        return str(max(1, int(left * 1000)))
+
+    async def _open(self) -> AsyncConnection:
+        # A pooled connection may be stale after a database restart; SQLAlchemy invalidates it
+        # (and every older one) on the first failure, so one retry gets a fresh connection.
+        # Nothing has run in the transaction yet, so the retry cannot repeat a write.
+        for attempt in (1, 2):
             conn = await self.engine.connect()
             try:
                 if self.readonly:
                     conn = await conn.execution_options(
                         isolation_level="REPEATABLE READ", postgresql_readonly=True
                     )
-                self._tx = await conn.begin()
+                tx = await conn.begin()
                 await conn.execute(
                     _BIND_TENANT,
                     {
                         "role": APP_ROLE,
                         "hospital_id": "" if self.hospital_id is None else str(self.hospital_id),
+                        "timeout_ms": self._timeout_ms(),
                     },
                 )
-            except BaseException:
+            except BaseException as error:
                 await conn.close()
+                if attempt == 1 and isinstance(error, DBAPIError) and error.connection_invalidated:
+                    continue
                 raise
-            self._conn = conn
-        return self._conn
+            self._tx = tx
+            return conn
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _run(self, step: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``step`` on the request's connection, alone, translating connection failures."""
+        async with self._lock:
+            if self._closed:
+                raise RequestClosed()
+            self._holder = asyncio.current_task()
+            try:
+                if self._conn is None:
+                    self._conn = await self._open()
+                return await step(self._conn)
+            except Exception as error:
+                failure = classify(error)
+                if failure is None:
+                    raise
+                if self.failure is None:
+                    self.failure = failure
+                raise failure from None
+            finally:
+                self._holder = None
 
     async def all(
         self, statement: Executable, params: dict[str, Any] | None = None
     ) -> list[Row[Any]]:
-        async with self._lock:
-            conn = await self._connection()
+        async def step(conn: AsyncConnection) -> list[Row[Any]]:
             result = await conn.execute(statement, params)
             return list(result.all())
+
+        return await self._run(step)
 
     async def one_or_none(
         self, statement: Executable, params: dict[str, Any] | None = None
@@ -148,24 +293,42 @@ class RequestDb:
 
         Released when the block ends normally, rolled back when it raises: a failed statement
         (say, an exclusion violation) then leaves the outer transaction usable, and a mutation
-        field that fails halfway leaves nothing behind while earlier fields stay written.
+        field that fails halfway leaves nothing behind.
         """
-        async with self._lock:
-            conn = await self._connection()
-            nested = await conn.begin_nested()
+
+        async def begin(conn: AsyncConnection) -> Any:
+            return await conn.begin_nested()
+
+        nested = await self._run(begin)
+
+        async def end(commit: bool) -> None:
+            async def step(conn: AsyncConnection) -> None:
+                if nested.is_active:
+                    await (nested.commit() if commit else nested.rollback())
+
+            await self._run(step)
+
         try:
             yield
         except BaseException:
-            async with self._lock:
-                if nested.is_active:
-                    await nested.rollback()
+            if not self._closed:
+                await end(commit=False)
             raise
-        async with self._lock:
-            if nested.is_active:
-                await nested.commit()
+        await end(commit=True)
 
     async def close(self, *, commit: bool = False) -> None:
-        """End the transaction (commit only when asked) and return the connection to the pool."""
+        """End the transaction and return the connection; from now on every statement is refused.
+
+        Commits only when asked and only if nothing else is still running on the connection. A
+        statement still in flight belongs to work the request abandoned (a batch whose resolver
+        failed, a deadline): it is cancelled, which asyncpg forwards to PostgreSQL, and the
+        transaction is rolled back. Raises :class:`DatabaseFailure` if the commit fails.
+        """
+        self._closed = True
+        holder = self._holder
+        abandoned = holder is not None and holder is not asyncio.current_task()
+        if abandoned and holder is not None:
+            holder.cancel()
         async with self._lock:
             conn, tx = self._conn, self._tx
             self._conn = self._tx = None
@@ -173,9 +336,18 @@ class RequestDb:
                 return
             try:
                 if tx is not None and tx.is_active:
-                    if commit:
+                    if commit and not abandoned:
                         await tx.commit()
                     else:
                         await tx.rollback()
+            except Exception as error:
+                failure = classify(error)
+                if failure is None:
+                    raise
+                raise failure from None
             finally:
-                await conn.close()
+                # A connection that just failed may fail to close too; the pool discards it.
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        if commit and abandoned:
+            raise RuntimeError("work was still running at commit time; rolled back")

@@ -24,3 +24,9 @@ async def all_as_owner(engine: AsyncEngine) -> list[Any]:
     async with engine.connect() as conn:
         result = await conn.execute(select(*COLUMNS).order_by(hospital.c.slug))
         return list(result.all())
+
+
+async def visible(db: RequestDb) -> bool:
+    """Whether the request's own hospital exists (row-level security shows no other)."""
+    found = await db.scalar(select(hospital.c.id).where(hospital.c.id == db.hospital_id).limit(1))
+    return found is not None

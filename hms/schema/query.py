@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import strawberry
@@ -72,9 +71,7 @@ class Query:
     async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
         if len(ids) > info.context.settings.max_page_size:
             raise BadUserInput(f"'ids' takes at most {info.context.settings.max_page_size} ids")
-        # Loaded together, so each type's loader batches all its ids into one statement.
-        found = await asyncio.gather(*(nodes.node(info.context, gid) for gid in ids))
-        return [_node(item) for item in found]
+        return [_node(item) for item in await nodes.nodes(info.context, ids)]
 
     @strawberry.field
     def viewer(self, info: Info) -> Viewer:

@@ -1,7 +1,9 @@
 """Bearer tokens: HS256 JWTs signed with ``HMS_JWT_SECRET`` (dev/demo; OIDC comes later).
 
-Claims: ``sub`` (the user), ``hospital_id`` (the one tenant the token acts in), ``roles``, ``exp``.
-Every failure is an :class:`AuthError` with a message safe to show the caller.
+Claims: ``sub`` (the user), ``hospital_id`` (the one tenant the token acts in), ``roles``, ``iat``
+and ``exp``. A token must say when it was issued and must not live longer than the server allows
+(``exp - iat``), so a leaked token cannot be minted to last for years. Every failure is an
+:class:`AuthError` with a message safe to show the caller.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ ROLES = frozenset({"admin", "clinician", "front_desk", "auditor"})
 ALGORITHM = "HS256"
 # Clock skew tolerated between the token issuer and this server.
 LEEWAY = dt.timedelta(seconds=30)
+#: What :func:`issue` gives when asked for nothing else.
+DEFAULT_TTL = dt.timedelta(hours=12)
+#: What :func:`verify` accepts when asked for nothing else.
+MAX_LIFETIME = dt.timedelta(hours=24)
 
 
 class AuthError(Exception):
@@ -30,7 +36,7 @@ def issue(
     subject: str,
     hospital_id: uuid.UUID,
     roles: Iterable[str],
-    ttl: dt.timedelta = dt.timedelta(hours=12),
+    ttl: dt.timedelta = DEFAULT_TTL,
     now: dt.datetime | None = None,
 ) -> str:
     roles = sorted(set(roles))
@@ -48,21 +54,28 @@ def issue(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify(secret: str, token: str) -> Principal:
+def verify(secret: str, token: str, *, max_lifetime: dt.timedelta = MAX_LIFETIME) -> Principal:
     try:
         claims = jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"require": ["exp", "sub"]},
+            options={"require": ["exp", "iat", "sub"]},
             leeway=LEEWAY,
         )
     except jwt.ExpiredSignatureError:
         raise AuthError("token expired") from None
     except jwt.InvalidSignatureError:
         raise AuthError("token signature is invalid") from None
+    except jwt.ImmatureSignatureError:
+        raise AuthError("token is not valid yet (iat or nbf in the future)") from None
     except jwt.PyJWTError:
         raise AuthError("token is malformed") from None
+    lifetime = int(claims["exp"]) - int(claims["iat"])  # PyJWT checked both convert
+    if lifetime > max_lifetime.total_seconds():
+        raise AuthError(
+            f"token lifetime (exp - iat) exceeds {int(max_lifetime.total_seconds())} seconds"
+        )
     try:
         hospital_id = uuid.UUID(str(claims["hospital_id"]))
     except (KeyError, ValueError):

@@ -39,15 +39,23 @@ class DocumentCache:
     """A bounded LRU of :class:`Document` by query text, for one schema and one rule set."""
 
     def __init__(
-        self, schema: GraphQLSchema, *, size: int, introspection: bool, max_tokens: int
+        self,
+        schema: GraphQLSchema,
+        *,
+        size: int,
+        introspection: bool,
+        max_tokens: int,
+        extra_rules: Sequence[type[ASTValidationRule]] = (),
     ) -> None:
         self.schema = schema
         self.size = size
         self.max_tokens = max_tokens
-        rules: list[type[ASTValidationRule]] = list(specified_rules)
+        rules: list[type[ASTValidationRule]] = [*specified_rules, *extra_rules]
         if not introspection:
             rules.append(NoSchemaIntrospectionCustomRule)
         self.rules: Sequence[type[ASTValidationRule]] = rules
+        # Without introspection, "Did you mean ...?" would map the schema field by field.
+        self.hide_suggestions = not introspection
         self._items: OrderedDict[str, Document] = OrderedDict()
 
     def get(self, query: str) -> Document:
@@ -67,4 +75,5 @@ class DocumentCache:
             ast = parse(query, max_tokens=self.max_tokens, allow_empty_selection_sets=False)
         except GraphQLError as error:
             return Document(None, (error,))
-        return Document(ast, tuple(validate(self.schema, ast, self.rules)))
+        errors = validate(self.schema, ast, self.rules, hide_suggestions=self.hide_suggestions)
+        return Document(ast, tuple(errors))

@@ -1,0 +1,409 @@
+"""The request steps, in order (DESIGN §3), between an HTTP request and its answer.
+
+``http/graphql.py`` reads the transport (media types, methods, body) into a
+:class:`GraphQLRequest`; :meth:`Pipeline.run` turns it into a :class:`Reply`:
+
+1. :meth:`~Pipeline.authenticate` — a verified token for a hospital that exists;
+2. :meth:`~Pipeline.document` — parsed and validated (cached), the operation chosen;
+3. :meth:`~Pipeline.check_inputs` — bounds on every variable before anything runs;
+4. plan — the interpreted path (graphql-core over the strawberry schema with DataLoaders);
+5. :meth:`~Pipeline.execute` — one transaction under the request's deadline, idempotency for
+   mutations;
+6. :func:`encode` — the body and its status for the negotiated media type.
+
+A step refuses a request by raising :class:`Failure`; a refused request has ``errors`` and no
+``data``. The rules a response must keep are enforced in step 5, in one place:
+
+- *The transaction ends before the answer leaves, and nothing outlives it.* Loads still queued
+  or running are awaited first; work abandoned by a failed resolver is cancelled; afterwards the
+  request database refuses every statement (it can never open a second transaction).
+- *What a response reports as done is exactly what is committed.* A mutation request whose
+  execution produced any GraphQL error is rolled back as a whole and answers ``data: null`` with
+  ``extensions.rolledBack``; domain failures (``userErrors``) are data, and each mutation field is
+  atomic on its own (a savepoint), so those commit exactly what the response shows. A failed
+  commit is never answered as success.
+- *Every request ends by its deadline*, also in PostgreSQL, and a client that goes away has its
+  request cancelled and rolled back (the HTTP layer cancels :meth:`Pipeline.run`).
+- *A missing dependency is SERVICE_UNAVAILABLE (503, Retry-After), a deadline is TIMEOUT
+  (504)*, never an internal error; nothing of the request (variables, SQL parameters, error
+  messages of the driver) reaches a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from inspect import isawaitable
+from typing import Any
+
+import orjson
+from graphql import (
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    execute,
+)
+from graphql.execution import Middleware
+
+from hms.cache.backend import Cache
+from hms.context import Context, Principal
+from hms.documents import Document, DocumentCache
+from hms.limits.inputs import InputLimitError, InputLimitsRule, check_variables
+from hms.loaders import Loaders
+from hms.observability.logs import log_failure
+from hms.persistence import idempotency as idempotency_keys
+from hms.persistence.database import (
+    Database,
+    DatabaseFailure,
+    DatabaseUnavailable,
+    RequestDb,
+    StatementTimeout,
+)
+from hms.resolvers.errors import ClientError
+from hms.security.identity import Authenticator
+from hms.security.tokens import AuthError
+from hms.settings import Settings
+
+log = logging.getLogger("hms.pipeline")
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+#: Seconds a client should wait before retrying when a dependency is down.
+RETRY_AFTER = 2
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GraphQLRequest:
+    """One GraphQL-over-HTTP request, already read and shape-checked by the HTTP layer."""
+
+    query: str
+    variables: Mapping[str, Any] | None = None
+    operation_name: str | None = None
+    method: str = "POST"
+    #: The negotiated response media type: it decides the status of request errors.
+    media_type: str = JSON
+    authorization: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+class Failure(Exception):
+    """The request is refused or could not run: ``errors`` only, never ``data``.
+
+    ``status`` is the HTTP status under ``application/graphql-response+json``; ``json_status``
+    the one under legacy ``application/json`` (200 for GraphQL request errors, as the
+    GraphQL-over-HTTP spec asks; denials such as 401 or 503 keep their status in both).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        code: str,
+        status: int,
+        *,
+        json_status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        errors: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.json_status = status if json_status is None else json_status
+        self.headers = dict(headers or {})
+        self.errors = (
+            list(errors)
+            if errors is not None
+            else [{"message": message, "extensions": {"code": code}}]
+        )
+
+
+def bad_request(message: str, code: str = "BAD_REQUEST", status: int = 400) -> Failure:
+    return Failure(message, code, status)
+
+
+def unavailable(message: str) -> Failure:
+    return Failure(message, "SERVICE_UNAVAILABLE", 503, headers={"Retry-After": str(RETRY_AFTER)})
+
+
+def timed_out(seconds: float) -> Failure:
+    return Failure(
+        f"The request did not finish within its {seconds:g} s deadline and was cancelled; "
+        "nothing it would have written was saved",
+        "TIMEOUT",
+        504,
+    )
+
+
+def content_type(media_type: str) -> str:
+    return f"{media_type}; charset=utf-8"
+
+
+def failure_reply(failure: Failure, media_type: str) -> Reply:
+    status = failure.status if media_type == GRAPHQL_RESPONSE else failure.json_status
+    return Reply(
+        status, orjson.dumps({"errors": failure.errors}), content_type(media_type), failure.headers
+    )
+
+
+def mask(error: GraphQLError) -> dict[str, Any]:
+    """Errors the client caused pass through; anything else is logged (PHI-free) and masked."""
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        formatted = dict(error.formatted)
+        if isinstance(original, ClientError):
+            formatted["extensions"] = original.extensions
+        return formatted
+    log_failure(log, "unexpected error in a resolver", original, path=error.path)
+    masked: dict[str, Any] = {
+        "message": "Internal server error",
+        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+    }
+    if error.locations is not None:
+        masked["locations"] = [loc._asdict() for loc in error.locations]
+    if error.path is not None:
+        masked["path"] = error.path
+    return masked
+
+
+def encode(result: ExecutionResult, media_type: str) -> tuple[int, dict[str, Any]]:
+    """The response body of an execution and its status for ``media_type``."""
+    errors = [mask(e) for e in result.errors or ()]
+    # Variable coercion failures come back with no data and no error paths: a request error.
+    if result.data is None and errors and all(e.path is None for e in result.errors or ()):
+        for error in errors:
+            error.setdefault("extensions", {}).setdefault("code", "BAD_USER_INPUT")
+        return (400 if media_type == GRAPHQL_RESPONSE else 200), {"errors": errors}
+    body: dict[str, Any] = {"data": result.data}
+    if errors:
+        body["errors"] = errors
+    return 200, body
+
+
+class Pipeline:
+    """The request steps for one schema and one set of long-lived clients."""
+
+    def __init__(
+        self,
+        *,
+        schema: GraphQLSchema,
+        settings: Settings,
+        database: Database,
+        cache: Cache,
+        authenticator: Authenticator,
+        cursor_key: bytes,
+        middleware: Middleware | None = None,
+    ) -> None:
+        self.schema = schema
+        self.settings = settings
+        self.database = database
+        self.cache = cache
+        self.authenticator = authenticator
+        self.cursor_key = cursor_key
+        #: graphql-core middleware; None in production (a per-field hook costs on every field).
+        #: Tests inject faults through it.
+        self.middleware = middleware
+        self.documents = DocumentCache(
+            schema,
+            size=settings.document_cache_size,
+            introspection=settings.introspection,
+            max_tokens=settings.max_query_tokens,
+            extra_rules=(InputLimitsRule,),
+        )
+
+    async def run(self, request: GraphQLRequest) -> Reply:
+        try:
+            principal = await self.authenticate(request.authorization)
+            document, operation = self.document(request)
+            self.check_inputs(request)
+            return await self.execute(request, principal, document, operation)
+        except Failure as failure:
+            return failure_reply(failure, request.media_type)
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        try:
+            return await self.authenticator(authorization)
+        except AuthError as error:
+            raise Failure(
+                str(error),
+                "UNAUTHENTICATED",
+                401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            ) from None
+        except DatabaseFailure:
+            raise unavailable("The database is unavailable; retry shortly") from None
+
+    def document(self, request: GraphQLRequest) -> tuple[Document, OperationDefinitionNode]:
+        document = self.documents.get(request.query)
+        operation = document.operation(request.operation_name)
+        if document.ast is not None and operation is None:
+            raise bad_request(
+                "Provide 'operationName' naming one operation of the document"
+                if request.operation_name is None
+                else f"Unknown operation named {request.operation_name!r}"
+            )
+        # Checked before validation: GET must never run a mutation, valid or not.
+        if (
+            operation is not None
+            and operation.operation is not OperationType.QUERY
+            and request.method == "GET"
+        ):
+            raise Failure(
+                f"{operation.operation.value}s are not allowed over GET; use POST",
+                "METHOD_NOT_ALLOWED",
+                405,
+                headers={"Allow": "POST"},
+            )
+        if document.errors or operation is None:
+            code = "GRAPHQL_PARSE_FAILED" if document.ast is None else "GRAPHQL_VALIDATION_FAILED"
+            errors = [
+                {**e.formatted, "extensions": {**(e.extensions or {}), "code": code}}
+                for e in document.errors
+            ]
+            raise Failure(document.errors[0].message, code, 400, json_status=200, errors=errors)
+        return document, operation
+
+    def check_inputs(self, request: GraphQLRequest) -> None:
+        if request.variables:
+            try:
+                check_variables(request.variables)
+            except InputLimitError as error:
+                raise Failure(str(error), "BAD_USER_INPUT", 400, json_status=200) from None
+
+    async def execute(
+        self,
+        request: GraphQLRequest,
+        principal: Principal,
+        document: Document,
+        operation: OperationDefinitionNode,
+    ) -> Reply:
+        readonly = operation.operation is OperationType.QUERY
+        timeout = self.settings.read_timeout if readonly else self.settings.write_timeout
+        idempotency = None if readonly else self._idempotency(request)
+        db = self.database.request(principal.hospital_id, readonly=readonly, timeout=timeout)
+        try:
+            try:
+                assert db.deadline is not None
+                async with asyncio.timeout_at(db.deadline):
+                    reply, commit = await self._in_transaction(
+                        request, principal, document, db, idempotency
+                    )
+            except TimeoutError:
+                raise timed_out(timeout) from None
+            await self._end(db, commit=commit)
+            return reply
+        except DatabaseFailure as failure:
+            if isinstance(failure, StatementTimeout):
+                raise timed_out(timeout) from None
+            raise unavailable("The database is unavailable; retry shortly") from None
+        finally:
+            if not db.closed:  # a refusal, a deadline, a cancelled request: nothing is kept
+                await db.close()
+
+    async def _in_transaction(
+        self,
+        request: GraphQLRequest,
+        principal: Principal,
+        document: Document,
+        db: RequestDb,
+        idempotency: tuple[str, bytes] | None,
+    ) -> tuple[Reply, bool]:
+        """Run the operation inside the request's transaction: the reply, and whether to commit."""
+        if idempotency is not None:
+            key, fingerprint = idempotency
+            claimed = await idempotency_keys.claim(
+                db, principal.subject, key, fingerprint, self.settings.idempotency_ttl
+            )
+            if claimed.outcome == "mismatch":
+                raise bad_request(
+                    "This Idempotency-Key was already used for a different request; "
+                    "use a new key for a new request",
+                    code="IDEMPOTENCY_KEY_REUSED",
+                    status=422,
+                )
+            if claimed.outcome == "replay":
+                reply = Reply(
+                    claimed.status,
+                    claimed.response,
+                    claimed.media_type,
+                    {"Idempotent-Replayed": "true"},
+                )
+                return reply, False
+        loaders = Loaders(db)
+        context = Context(
+            principal=principal,
+            db=db,
+            loaders=loaders,
+            settings=self.settings,
+            cache=self.cache,
+            cursor_key=self.cursor_key,
+        )
+        outcome = execute(
+            self.schema,
+            document.ast,  # type: ignore[arg-type]  # validated documents parsed
+            context_value=context,
+            variable_values=dict(request.variables) if request.variables else None,
+            operation_name=request.operation_name,
+            middleware=self.middleware,
+            hide_suggestions=self.documents.hide_suggestions,
+        )
+        result: ExecutionResult = await outcome if isawaitable(outcome) else outcome
+        # Loads a failed resolver left queued or running finish now, inside the transaction.
+        await loaders.outstanding.settle()
+        if db.failure is not None:  # a resolver may have turned it into a field error
+            raise db.failure
+        status, body = encode(result, request.media_type)
+        commit = not db.readonly and "data" in body  # no data: a request error, nothing ran
+        if commit and result.errors:
+            # Part of the document failed: keep none of it, and say so.
+            body = {
+                "data": None,
+                "errors": body["errors"],
+                "extensions": {"rolledBack": True},
+            }
+            commit = False
+        payload = orjson.dumps(body)
+        media_type = content_type(request.media_type)
+        if idempotency is not None and commit:
+            await idempotency_keys.store(
+                db, principal.subject, idempotency[0], status, media_type, payload
+            )
+        return Reply(status, payload, media_type), commit
+
+    async def _end(self, db: RequestDb, *, commit: bool) -> None:
+        """End the transaction; a commit that fails is never answered as success."""
+        if not commit:
+            await db.close()
+            return
+        try:
+            # Shielded: a client that leaves during COMMIT must not make its outcome unknown.
+            await asyncio.shield(db.close(commit=True))
+        except DatabaseUnavailable:
+            raise unavailable(
+                "The database connection failed while saving: the writes may or may not have "
+                "been saved. Retry with the same Idempotency-Key to find out safely"
+            ) from None
+
+    def _idempotency(self, request: GraphQLRequest) -> tuple[str, bytes] | None:
+        """The request's ``Idempotency-Key`` and a fingerprint of what it asks for."""
+        key = request.idempotency_key
+        if key is None:
+            return None
+        wanted = {
+            "query": request.query,
+            "variables": request.variables,
+            "operationName": request.operation_name,
+        }
+        fingerprint = hashlib.sha256(orjson.dumps(wanted, option=orjson.OPT_SORT_KEYS)).digest()
+        return key, fingerprint

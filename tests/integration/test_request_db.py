@@ -1,0 +1,187 @@
+"""The request database has one life, and its failures have names (issue 6, defects 1, 3, 5).
+
+Once a request's transaction has begun to close, no statement may run on it: not through a
+new connection (the old leak), not through the old one. Work still running on the connection
+when the request ends is cancelled in PostgreSQL, not waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from hms.persistence.database import (
+    Database,
+    DatabaseUnavailable,
+    RequestClosed,
+    RequestDb,
+    StatementTimeout,
+)
+from hms.persistence.urls import asyncpg_dsn
+from hms.settings import Settings
+from tests import fixtures
+
+SLEEPING = """
+SELECT count(*) FROM pg_stat_activity
+WHERE application_name = 'hms' AND query LIKE 'SELECT pg_sleep(%' AND state = 'active'
+"""
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    db = Database.from_settings(settings.with_(db_pool_size=2, db_max_overflow=0))
+    yield db
+    await db.dispose()
+
+
+def checked_out(database: Database) -> int:
+    pool = database.primary.pool
+    assert isinstance(pool, AsyncAdaptedQueuePool)
+    return pool.checkedout()
+
+
+async def count(database_url: str, sql: str) -> int:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
+async def test_a_closed_request_refuses_statements_and_opens_no_connection(
+    database: Database, dataset: fixtures.Dataset
+) -> None:
+    db = database.request(dataset.alpha.id, readonly=True)
+    assert await db.scalar(text("SELECT 1")) == 1
+    await db.close()
+    with pytest.raises(RequestClosed):
+        await db.scalar(text("SELECT 1"))
+    assert checked_out(database) == 0
+
+    never_opened = database.request(dataset.alpha.id, readonly=True)
+    await never_opened.close()
+    with pytest.raises(RequestClosed):
+        await never_opened.scalar(text("SELECT 1"))
+    assert checked_out(database) == 0
+
+
+async def test_close_cancels_an_abandoned_statement_in_postgresql(
+    database: Database, dataset: fixtures.Dataset, database_url: str
+) -> None:
+    db = database.request(dataset.alpha.id, readonly=True)
+    abandoned = asyncio.ensure_future(db.scalar(text("SELECT pg_sleep(30)")))
+    await asyncio.sleep(0.3)
+    assert await count(database_url, SLEEPING) == 1
+    started = time.monotonic()
+    await db.close()
+    assert time.monotonic() - started < 2
+    with pytest.raises(asyncio.CancelledError):
+        await abandoned
+    assert checked_out(database) == 0
+    assert await count(database_url, SLEEPING) == 0
+
+
+async def test_commit_with_work_still_running_rolls_back(
+    database: Database, dataset: fixtures.Dataset
+) -> None:
+    db = database.request(dataset.alpha.id, readonly=False)
+    running = asyncio.ensure_future(db.scalar(text("SELECT pg_sleep(30)")))
+    await asyncio.sleep(0.3)
+    with pytest.raises(RuntimeError, match="rolled back"):
+        await db.close(commit=True)
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert checked_out(database) == 0
+
+
+async def test_the_deadline_is_enforced_by_postgresql(
+    database: Database, dataset: fixtures.Dataset
+) -> None:
+    db = database.request(dataset.alpha.id, readonly=True, timeout=0.3)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StatementTimeout):
+            await db.scalar(text("SELECT pg_sleep(5)"))
+        assert time.monotonic() - started < 2
+        assert isinstance(db.failure, StatementTimeout)
+    finally:
+        await db.close()
+    assert checked_out(database) == 0
+
+
+async def test_timeouts_are_bound_per_transaction(
+    database: Database, dataset: fixtures.Dataset
+) -> None:
+    db = database.request(dataset.alpha.id, readonly=True, timeout=4)
+    try:
+        row = await db.one_or_none(
+            text(
+                "SELECT current_setting('statement_timeout') AS statement,"
+                " current_setting('idle_in_transaction_session_timeout') AS idle"
+            )
+        )
+    finally:
+        await db.close()
+    assert row is not None
+    assert row.statement == row.idle
+    assert row.statement.endswith("ms") or row.statement.endswith("s")
+    # set_config(..., true) is transaction-local: the pooled connection is back to the default.
+    async with database.primary.connect() as conn:
+        assert (await conn.execute(text("SHOW statement_timeout"))).scalar() == "0"
+
+
+async def test_an_unreachable_database_is_unavailable_not_internal(settings: Settings) -> None:
+    # Port 1 on loopback: nothing listens there, the connection is refused at once.
+    database = Database.from_settings(
+        settings.with_(database_url="postgresql://postgres@127.0.0.1:1/hms")
+    )
+    try:
+        db = database.request(None, readonly=True)
+        with pytest.raises(DatabaseUnavailable):
+            await db.scalar(text("SELECT 1"))
+        assert isinstance(db.failure, DatabaseUnavailable)
+        await db.close()
+    finally:
+        await database.dispose()
+
+
+async def test_a_stale_pooled_connection_is_replaced_not_reported(
+    database: Database, dataset: fixtures.Dataset, database_url: str
+) -> None:
+    """What a database restart leaves in the pool: connections whose server side is gone."""
+    db = database.request(dataset.alpha.id, readonly=True)
+    pid = await db.scalar(text("SELECT pg_backend_pid()"))
+    await db.close()
+    await count(database_url, f"SELECT count(pg_terminate_backend({int(pid)}))")
+    again = database.request(dataset.alpha.id, readonly=True)
+    try:
+        assert await again.scalar(text("SELECT pg_backend_pid()")) != pid
+        assert again.failure is None
+    finally:
+        await again.close()
+
+
+async def test_outstanding_loads_settle_before_the_transaction_ends(
+    database: Database, dataset: fixtures.Dataset
+) -> None:
+    from hms.loaders import Loaders
+
+    db = database.request(dataset.alpha.id, readonly=True)
+    loaders = Loaders(db)
+    futures = [loaders.patient_by_id.load(pk) for pk in dataset.alpha.patients[:3]]
+    assert len(loaders.outstanding) == 3  # queued, not dispatched yet
+    await loaders.outstanding.settle()
+    assert len(loaders.outstanding) == 0
+    assert all(f.done() and f.result() is not None for f in futures)
+    await db.close()
+
+
+def test_request_db_without_deadline_sets_no_limit() -> None:
+    db = RequestDb(None, None, readonly=True)  # type: ignore[arg-type]
+    assert db._timeout_ms() == "0"
