@@ -394,6 +394,13 @@ class Pipeline:
                 "The database connection failed while saving: the writes may or may not have "
                 "been saved. Retry with the same Idempotency-Key to find out safely"
             ) from None
+        except Exception as error:  # PostgreSQL refused the commit: it rolled everything back
+            log_failure(log, "commit failed", error)
+            raise Failure(
+                "Internal server error: the request's writes were not saved",
+                "INTERNAL_SERVER_ERROR",
+                500,
+            ) from None
 
     def _idempotency(self, request: GraphQLRequest) -> tuple[str, bytes] | None:
         """The request's ``Idempotency-Key`` and a fingerprint of what it asks for."""

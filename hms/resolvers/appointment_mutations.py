@@ -35,8 +35,7 @@ def _statuses(codes: tuple[str, ...]) -> str:
 
 
 def _period(checks: Checks, start_at: dt.datetime, end_at: dt.datetime, max_hours: int) -> None:
-    if not (checks.aware("startAt", start_at) and checks.aware("endAt", end_at)):
-        return
+    # The DateTime scalar guarantees both carry a UTC offset.
     if end_at <= start_at:
         checks.fail("endAt", "Must be after startAt")
     elif end_at - start_at > dt.timedelta(hours=max_hours):

@@ -44,12 +44,7 @@ async def record_encounter(
         if appointment_id is None
         else checks.node_id("appointmentId", appointment_id, "Appointment")
     )
-    if (
-        checks.aware("periodStart", period_start)
-        and checks.aware("periodEnd", period_end)
-        and period_end is not None
-        and period_end < period_start
-    ):
+    if period_end is not None and period_end < period_start:
         checks.fail("periodEnd", "Must not be before periodStart")
     reason = checks.text("reason", reason)
     if appointment_pk is not None:

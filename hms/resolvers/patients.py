@@ -10,6 +10,7 @@ from hms.persistence import appointments, encounters, patients
 from hms.persistence.filters import AppointmentFilter, EncounterFilter, PatientFilter
 from hms.resolvers.pagination import Page, PageArgs, page_spec
 from hms.resolvers.relay import CursorCodec, expect_global_id
+from hms.resolvers.validation import MAX_MRN, bounded
 
 
 async def patient(ctx: Context, global_id: str) -> Any:
@@ -17,7 +18,7 @@ async def patient(ctx: Context, global_id: str) -> Any:
 
 
 async def patient_by_mrn(ctx: Context, mrn: str) -> Any:
-    return await ctx.loaders.patient_by_mrn.load(mrn)
+    return await ctx.loaders.patient_by_mrn.load(bounded("mrn", mrn, MAX_MRN))
 
 
 async def patient_list(

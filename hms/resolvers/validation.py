@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 import uuid
+from typing import TypeVar
 
 from hms.resolvers.errors import BadUserInput
 from hms.resolvers.outcomes import Problem, input_field, not_found
@@ -24,6 +26,20 @@ _MRN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # E.164 with the separators people type: optional +, then 6-15 digits.
 _PHONE = re.compile(r"\+?[0-9][0-9 ().-]*[0-9]")
+
+
+S = TypeVar("S", str, str | None)
+
+
+def bounded(argument: str, value: S, maximum: int) -> S:
+    """A string argument of a read, refused (not truncated) past ``maximum`` characters."""
+    if value is not None and len(value) > maximum:
+        raise BadUserInput(
+            f"'{argument}' must be at most {maximum} characters",
+            argument=argument,
+            maximum=maximum,
+        )
+    return value
 
 
 class Checks:
@@ -41,6 +57,11 @@ class Checks:
             self.fail(field, "Must not be empty")
         elif len(value) > MAX_NAME:
             self.fail(field, f"Must be at most {MAX_NAME} characters")
+        elif any(unicodedata.category(c) == "Cc" for c in value):
+            self.fail(field, "Must not contain control characters")
+        elif not any(unicodedata.category(c).startswith("L") for c in value):
+            # Zero-width spaces and other invisible characters alone make no name.
+            self.fail(field, "Must contain at least one letter")
         return value
 
     def mrn(self, field: str, value: str) -> str:
@@ -87,12 +108,6 @@ class Checks:
         elif len(value) > MAX_TEXT:
             self.fail(field, f"Must be at most {MAX_TEXT} characters")
         return value or None
-
-    def aware(self, field: str, value: dt.datetime | None) -> bool:
-        if value is not None and value.utcoffset() is None:
-            self.fail(field, "Must include a UTC offset (RFC 3339)")
-            return False
-        return True
 
     def version(self, field: str, value: int | None) -> None:
         if value is not None and value < 1:

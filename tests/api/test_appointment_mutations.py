@@ -102,7 +102,6 @@ async def test_fifty_concurrent_bookings_of_one_slot_yield_one(
         ({"endAt": at(3, 1)}, "endAt", "after startAt"),
         ({"endAt": at(3, 0, 30)}, "endAt", "after startAt"),
         ({"endAt": at(3, 9, 1)}, "endAt", "at most 8 hours"),
-        ({"startAt": "2027-03-04T10:00:00"}, "startAt", "UTC offset"),
         ({"status": "ARRIVED"}, "status", "PROPOSED, PENDING, BOOKED, WAITLIST"),
         ({"reason": "r" * 1001}, "reason", "1000"),
     ],
@@ -114,6 +113,17 @@ async def test_schedule_validation(
     assert payload["appointment"] is None
     assert codes(payload) == [(["input", field], "VALIDATION")]
     assert message in payload["userErrors"][0]["message"]
+
+
+async def test_a_datetime_without_offset_is_refused_before_any_write(
+    gql: GraphQL, ward: Hospital
+) -> None:
+    body = await gql(SCHEDULE, {"input": booking(ward, 3, startAt="2027-03-04T10:00:00")})
+    assert "data" not in body
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "startAt" in error["message"]
+    assert "UTC offset" in error["message"]
 
 
 async def test_eight_hours_is_allowed(gql: GraphQL, ward: Hospital) -> None:

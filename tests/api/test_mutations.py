@@ -233,11 +233,17 @@ async def test_record_encounter(gql: GraphQL, ward: Hospital, dataset: fixtures.
             {"practitionerId": gid("Practitioner", dataset.beta.practitioners[0])},
             [(["input", "practitionerId"], "NOT_FOUND")],
         ),
-        ({"periodStart": "2027-03-01T09:00:00"}, [(["input", "periodStart"], "VALIDATION")]),
     ]:
         payload = await run(gql, ward, RECORD_ENCOUNTER, {**base, **change})
         assert payload["encounter"] is None
         assert codes(payload) == expected, change
+    # A time without a UTC offset never reaches the resolver (the DateTime scalar refuses it).
+    naive = await gql(
+        RECORD_ENCOUNTER, {"input": {**base, "periodStart": "2027-03-01T09:00:00"}}, hospital=ward
+    )
+    assert "data" not in naive
+    assert naive["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "periodStart" in naive["errors"][0]["message"]
 
 
 async def test_a_failing_field_leaves_earlier_and_later_fields_written(

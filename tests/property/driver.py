@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+from starlette.applications import Starlette
 
 from hms.app import create_app
 from hms.settings import Settings
@@ -27,11 +28,16 @@ class Driver:
     """The app over HTTP and the database as its owner (around row-level security)."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient, owner: Any
+        self,
+        loop: asyncio.AbstractEventLoop,
+        client: httpx.AsyncClient,
+        owner: Any,
+        app: Starlette,
     ) -> None:
         self.loop = loop
         self.client = client
         self.owner = owner  # asyncpg.Connection (untyped)
+        self.app = app
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coroutine)
@@ -73,7 +79,7 @@ def driver(settings: Settings, database_url: str) -> Iterator[Driver]:
         )
         owner = await asyncpg.connect(database_url)
         stack.push_async_callback(owner.close)
-        return Driver(loop, client, owner)
+        return Driver(loop, client, owner, app)
 
     try:
         yield loop.run_until_complete(open_())

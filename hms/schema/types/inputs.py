@@ -8,6 +8,7 @@ import strawberry
 
 from hms.persistence import filters
 from hms.resolvers.relay import expect_global_id
+from hms.resolvers.validation import MAX_NAME, bounded
 from hms.schema.types.enums import (
     AppointmentOrderField,
     AppointmentStatus,
@@ -36,7 +37,7 @@ class PatientFilter:
     def to_filter(self) -> filters.PatientFilter:
         return filters.PatientFilter(
             active=self.active,
-            name_prefix=self.name_prefix,
+            name_prefix=bounded("filter.namePrefix", self.name_prefix, MAX_NAME),
             created_from=self.created_from,
             created_to=self.created_to,
             gender=None if self.gender is None else self.gender.value,
@@ -125,5 +126,7 @@ class PractitionerFilter:
 
     def to_filter(self) -> filters.PractitionerFilter:
         return filters.PractitionerFilter(
-            active=self.active, specialty=self.specialty, name_prefix=self.name_prefix
+            active=self.active,
+            specialty=bounded("filter.specialty", self.specialty, MAX_NAME),
+            name_prefix=bounded("filter.namePrefix", self.name_prefix, MAX_NAME),
         )
