@@ -20,7 +20,8 @@ from starlette.routing import Route
 from hms.cache.backend import cache_from_url
 from hms.http import graphiql
 from hms.http.graphql import GraphQLEndpoint
-from hms.http.health import healthz, readyz
+from hms.http.health import healthz, metrics, readyz
+from hms.observability.metrics import Metrics
 from hms.persistence import hospitals
 from hms.persistence.database import Database
 from hms.pipeline import Pipeline
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> Starlette:
         cache = cache_from_url(settings.redis_url)
         app.state.database = database
         app.state.cache = cache
+        app.state.metrics = Metrics()
         app.state.demo_tokens = {}
         authenticator = Authenticator(
             secret, Tenants(database), max_lifetime=settings.max_token_lifetime
@@ -88,6 +90,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         *graphiql.routes(settings),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

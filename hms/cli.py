@@ -15,13 +15,16 @@ import os
 import secrets
 import signal
 import sys
+import time
 import uuid
 from pathlib import Path
 
+import asyncpg
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from hms.persistence import hospitals, migrate
-from hms.persistence.urls import async_url
+from hms.persistence.urls import async_url, asyncpg_dsn
 from hms.settings import Settings, SettingsError
 
 DEMO_HOSPITALS = 2
@@ -69,6 +72,43 @@ def resolve(settings: Settings, *, announce: bool = False) -> Settings:
     return settings.with_(**changes) if changes else settings
 
 
+async def _ping(database_url: str, seconds: float) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=seconds)
+    await conn.close()
+
+
+def wait_for_database(database_url: str, timeout: float, connect_timeout: float) -> bool:
+    """Wait (with backoff) until PostgreSQL accepts connections, for at most ``timeout`` s.
+
+    A database that is still starting, or restarting with the app, is normal in a deployment:
+    it gets one line while we wait, not a traceback. False when it never came.
+    """
+    where = make_url(database_url).render_as_string(hide_password=True)
+    deadline = time.monotonic() + timeout
+    delay = 0.25
+    waiting = False
+    while True:
+        try:
+            asyncio.run(_ping(database_url, connect_timeout))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            reason = type(error).__name__
+            if time.monotonic() + delay > deadline:
+                _say(
+                    f"PostgreSQL at {where} is not reachable after {timeout:g} s ({reason});"
+                    " HMS_DB_STARTUP_TIMEOUT sets how long to wait"
+                )
+                return False
+            if not waiting:
+                _say(f"waiting for PostgreSQL at {where} ({reason}) ...")
+                waiting = True
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            continue
+        if waiting:
+            _say("PostgreSQL is up")
+        return True
+
+
 async def _hospital_rows(database_url: str) -> list[tuple[str, uuid.UUID]]:
     engine = create_async_engine(async_url(database_url))
     try:
@@ -101,6 +141,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = resolve(settings, announce=True)
     assert settings.database_url is not None
     assert settings.jwt_secret is not None
+    if not wait_for_database(
+        settings.database_url, settings.db_startup_timeout, settings.db_connect_timeout
+    ):
+        return 1
     migrate.upgrade(settings.database_url)
     rows = asyncio.run(_hospital_rows(settings.database_url))
     if not rows:

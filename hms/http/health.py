@@ -1,4 +1,12 @@
-"""``/healthz`` (the process answers; never touches a dependency) and ``/readyz`` (it can serve)."""
+"""``/healthz`` (the process answers; never touches a dependency), ``/readyz`` (it can serve)
+and ``/metrics``.
+
+Readiness reports what makes this instance unable to serve: only PostgreSQL, which every
+request needs. Redis has a fallback (nothing on the request path needs it yet), so a Redis
+outage is reported as ``degraded`` in the body and in ``hms_dependency_up``, with 200: taking
+every instance out of rotation because of the cache would turn a degraded service into an
+outage.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +16,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hms.http.responses import json_response
+from hms.observability.metrics import CONTENT_TYPE_LATEST
 
 READY_TIMEOUT = 2.0
+#: Dependency → whether the instance can serve without it.
+REQUIRED = {"database": True, "cache": False}
 
 
 async def healthz(request: Request) -> Response:
@@ -23,10 +34,18 @@ async def readyz(request: Request) -> Response:
         try:
             await asyncio.wait_for(probe(), READY_TIMEOUT)
             checks[name] = "ok"
-        except Exception as error:  # any failure means "not ready"; the reason is logged-safe
+        except Exception as error:  # any failure means "not available"; the class name is safe
             checks[name] = f"unavailable: {type(error).__name__}"
-    ready = all(v == "ok" for v in checks.values())
-    return json_response(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
-        status=200 if ready else 503,
-    )
+        state.metrics.dependency_up.labels(name).set(checks[name] == "ok")
+    down = [name for name, result in checks.items() if result != "ok"]
+    if any(REQUIRED[name] for name in down):
+        status, code = "unavailable", 503
+    elif down:
+        status, code = "degraded", 200
+    else:
+        status, code = "ready", 200
+    return json_response({"status": status, "checks": checks}, status=code)
+
+
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

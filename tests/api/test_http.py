@@ -422,15 +422,20 @@ async def test_empty_selection_sets_are_syntax_errors(
     assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
 
 
-async def test_readiness_fails_when_a_dependency_is_down(settings: Settings) -> None:
-    """/readyz answers 503 naming the dependency; /healthz stays 200 (it never touches them)."""
+async def test_a_cache_outage_degrades_readiness_without_failing_it(settings: Settings) -> None:
+    """Nothing on the request path needs Redis: /readyz stays 200, says "degraded" and names
+    the cache, and the metric shows it (issue 6, defect 6; it used to answer 503)."""
     app = create_app(settings.with_(redis_url="redis://127.0.0.1:1/0"))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hms.test") as client:
             ready = await client.get("/readyz")
             health = await client.get("/healthz")
-    assert ready.status_code == 503
+            metrics = await client.get("/metrics")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded"
     assert ready.json()["checks"]["database"] == "ok"
     assert ready.json()["checks"]["cache"].startswith("unavailable")
     assert health.status_code == 200
+    assert 'hms_dependency_up{dependency="cache"} 0.0' in metrics.text
+    assert 'hms_dependency_up{dependency="database"} 1.0' in metrics.text
