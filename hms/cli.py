@@ -221,6 +221,14 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     settings = resolve(settings)
     assert settings.database_url is not None
     assert settings.jwt_secret is not None
+    ttl = dt.timedelta(hours=args.ttl_hours)
+    if ttl > settings.max_token_lifetime:
+        hours = settings.max_token_lifetime.total_seconds() / 3600
+        _say(
+            f"--ttl-hours may be at most {hours:g} (HMS_MAX_TOKEN_LIFETIME_HOURS):"
+            " the server refuses longer-lived tokens"
+        )
+        return 2
     found = dict(asyncio.run(_hospital_rows(settings.database_url)))
     if args.hospital not in found:
         known = ", ".join(sorted(found)) or "none (run hms seed)"
@@ -232,7 +240,7 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
             subject=args.subject,
             hospital_id=found[args.hospital],
             roles=args.role,
-            ttl=dt.timedelta(hours=args.ttl_hours),
+            ttl=ttl,
         )
     except ValueError as error:
         _say(str(error))

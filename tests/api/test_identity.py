@@ -1,0 +1,108 @@
+"""Identity edges at the door (issue 6, defect 7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from hms.app import create_app
+from hms.models.ids import uuid7
+from hms.security.tokens import issue
+from hms.settings import Settings
+from tests import fixtures
+from tests.conftest import SECRET, token
+from tests.statements import recorded
+
+
+async def test_a_token_for_a_hospital_that_does_not_exist_is_401(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    nowhere = issue(SECRET, subject="ghost", hospital_id=uuid7(), roles=["admin"])
+    for _ in range(2):
+        with recorded(app.state.database.primary) as statements:
+            response = await client.post(
+                "/graphql",
+                json={"query": "{ viewer { userId hospital { name } } }"},
+                headers={"Authorization": f"Bearer {nowhere}"},
+            )
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+        assert response.json() == {
+            "errors": [
+                {
+                    "message": "token names a hospital that does not exist",
+                    "extensions": {"code": "UNAUTHENTICATED"},
+                }
+            ]
+        }
+    # The answer is remembered: the second attempt cost no lookup.
+    assert statements == []
+
+
+async def test_known_hospitals_cost_no_lookup_per_request(
+    client: httpx.AsyncClient, app: Starlette, dataset: fixtures.Dataset
+) -> None:
+    with recorded(app.state.database.primary) as statements:
+        response = await client.post(
+            "/graphql",
+            json={"query": "{ viewer { userId } }"},
+            headers={"Authorization": f"Bearer {token(dataset.alpha)}"},
+        )
+    assert response.json() == {"data": {"viewer": {"userId": "tester"}}}
+    assert statements == []
+
+
+async def test_a_token_living_past_the_maximum_is_401(client: httpx.AsyncClient) -> None:
+    forever = issue(
+        SECRET,
+        subject="u",
+        hospital_id=uuid.uuid4(),
+        roles=["admin"],
+        ttl=dt.timedelta(days=3650),
+    )
+    response = await client.post(
+        "/graphql",
+        json={"query": "{ viewer { userId } }"},
+        headers={"Authorization": f"Bearer {forever}"},
+    )
+    assert response.status_code == 401
+    assert "lifetime" in response.json()["errors"][0]["message"]
+
+
+@pytest.fixture
+async def prod_app(settings: Settings) -> AsyncIterator[Starlette]:
+    app = create_app(settings.with_(env="prod", introspection=False, graphiql=False))
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ patients { edges { node { familyNam } } } }",
+        '{ patient(idd: "x") { id } }',
+        "query($f: PatientFilter) { patients(filter: $f) { totalCount } }",
+    ],
+)
+async def test_production_gives_no_field_suggestions(
+    prod_app: Starlette, client: httpx.AsyncClient, dataset: fixtures.Dataset, query: str
+) -> None:
+    variables = {"f": {"namePrefx": "A"}}
+    headers = {"Authorization": f"Bearer {token(dataset.alpha)}"}
+    transport = httpx.ASGITransport(app=prod_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hms.test") as prod:
+        answer = await prod.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+    assert answer.json()["errors"]
+    assert "Did you mean" not in answer.text
+    # Development keeps them: they help the people writing queries.
+    dev = await client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=headers
+    )
+    assert "Did you mean" in dev.text
