@@ -7,8 +7,6 @@ nothing is created at import time.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 from collections.abc import AsyncIterator
 
@@ -33,11 +31,6 @@ from hms.settings import Settings
 log = logging.getLogger("hms")
 
 
-def cursor_key(secret: str) -> bytes:
-    """A key for signing cursors, derived from (never equal to) the token secret."""
-    return hmac.new(secret.encode(), b"hms cursor key v1", hashlib.sha256).digest()
-
-
 def create_app(settings: Settings) -> Starlette:
     if settings.database_url is None or settings.jwt_secret is None:
         raise ValueError("create_app needs resolved settings (database_url and jwt_secret)")
@@ -60,7 +53,6 @@ def create_app(settings: Settings) -> Starlette:
             database=database,
             cache=cache,
             authenticator=authenticator,
-            cursor_key=cursor_key(secret),
         )
         app.state.pipeline = pipeline
         app.state.endpoint = GraphQLEndpoint(pipeline, max_body_bytes=settings.max_body_bytes)

@@ -28,7 +28,6 @@ class Context:
     loaders: Loaders
     settings: Settings
     cache: Cache
-    cursor_key: bytes
     now: dt.datetime = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @property

@@ -202,7 +202,6 @@ class Pipeline:
         database: Database,
         cache: Cache,
         authenticator: Authenticator,
-        cursor_key: bytes,
         middleware: Middleware | None = None,
     ) -> None:
         self.schema = schema
@@ -210,7 +209,6 @@ class Pipeline:
         self.database = database
         self.cache = cache
         self.authenticator = authenticator
-        self.cursor_key = cursor_key
         #: graphql-core middleware; None in production (a per-field hook costs on every field).
         #: Tests inject faults through it.
         self.middleware = middleware
@@ -347,7 +345,6 @@ class Pipeline:
             loaders=loaders,
             settings=self.settings,
             cache=self.cache,
-            cursor_key=self.cursor_key,
         )
         outcome = execute(
             self.schema,

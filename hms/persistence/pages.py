@@ -1,10 +1,14 @@
-"""Keyset pagination in SQL: a page is "rows after (or before) this sort key, first N + 1".
+"""Keyset pagination in SQL: a page is "rows after (or before) this row, first N + 1".
 
 Sort keys always end with ``id`` so they are unique, and every column of a key sorts in the same
-direction, so a single row-value comparison ``(k1, id) > (:k1, :id)`` selects the rest of the
-set and an index on ``(hospital_id, k1, id)`` serves it. ``hasNextPage`` comes from the extra
-row, never from a count. Per-parent pages (a patient's appointments) run as one ``LATERAL`` join
-over all parent ids, so a nested connection costs one statement whatever the page size.
+direction, so a single row-value comparison ``(k1, id) > (SELECT k1, id FROM … WHERE id = :anchor)``
+selects the rest of the set and an index on ``(hospital_id, k1, id)`` serves it (the sub-select
+runs once, as an InitPlan). A page is anchored by the *id* of a row, not its values: the anchor
+row is read under row-level security, so a row of another hospital (or no row) anchors nothing,
+and :class:`UnknownAnchor` says so when the page comes back empty. ``hasNextPage`` comes from the
+extra row, never from a count. Per-parent pages (a patient's appointments) run as one
+``LATERAL`` join over all parent ids, so a nested connection costs one statement whatever the
+page size.
 """
 
 from __future__ import annotations
@@ -17,15 +21,16 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Table,
     bindparam,
     func,
-    literal,
     select,
     true,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from hms.persistence.database import RequestDb
 
@@ -41,14 +46,20 @@ class SortKey:
     def names(self) -> tuple[str, ...]:
         return tuple(c.key for c in self.columns)
 
+    @property
+    def table(self) -> Table:
+        table = self.columns[-1].table
+        assert isinstance(table, Table)
+        return table
+
 
 @dataclasses.dataclass(frozen=True)
 class PageSpec:
     """What the client asked for, already validated: ``limit`` rows after/before a key."""
 
     limit: int
-    after: tuple[Any, ...] | None = None
-    before: tuple[Any, ...] | None = None
+    after: uuid.UUID | None = None  # the id of the row the page starts after
+    before: uuid.UUID | None = None
     backward: bool = False  # ``last``: take the rows nearest ``before`` (or the end)
 
 
@@ -59,16 +70,27 @@ class PageRows:
     has_previous: bool
 
 
-def _after(key: SortKey, values: tuple[Any, ...]) -> ColumnElement[bool]:
-    row = tuple_(*key.columns)
-    bound = tuple_(*(literal(v, type_=c.type) for c, v in zip(key.columns, values, strict=True)))
-    return row < bound if key.descending else row > bound
+class UnknownAnchor(LookupError):
+    """A page was anchored (``after``/``before``) on a row this hospital cannot see."""
+
+    def __init__(self, argument: str) -> None:
+        super().__init__(f"no visible row anchors '{argument}'")
+        self.argument = argument
 
 
-def _before(key: SortKey, values: tuple[Any, ...]) -> ColumnElement[bool]:
+def _anchor(key: SortKey, anchor_id: uuid.UUID, hospital_id: Any, name: str) -> ScalarSelect[Any]:
+    """The anchor row's sort key as a row value (NULL, so matching nothing, when not visible)."""
+    anchor = key.table.alias(name)
+    return (
+        select(*(anchor.c[column.key] for column in key.columns))
+        .where(anchor.c.hospital_id == hospital_id, anchor.c.id == anchor_id)
+        .scalar_subquery()
+    )
+
+
+def _beyond(key: SortKey, anchor: ScalarSelect[Any], *, forward: bool) -> ColumnElement[bool]:
     row = tuple_(*key.columns)
-    bound = tuple_(*(literal(v, type_=c.type) for c, v in zip(key.columns, values, strict=True)))
-    return row > bound if key.descending else row < bound
+    return row > anchor if forward != key.descending else row < anchor
 
 
 def _ordered(stmt: Select[Any], key: SortKey, *, reverse: bool) -> Select[Any]:
@@ -76,13 +98,32 @@ def _ordered(stmt: Select[Any], key: SortKey, *, reverse: bool) -> Select[Any]:
     return stmt.order_by(*(c.desc() if descending else c.asc() for c in key.columns))
 
 
-def keyset(stmt: Select[Any], key: SortKey, page: PageSpec) -> Select[Any]:
+def keyset(stmt: Select[Any], key: SortKey, page: PageSpec, hospital_id: Any) -> Select[Any]:
     """Restrict ``stmt`` to one page plus one look-ahead row, in fetch order."""
     if page.after is not None:
-        stmt = stmt.where(_after(key, page.after))
+        after = _anchor(key, page.after, hospital_id, "after_row")
+        stmt = stmt.where(_beyond(key, after, forward=True))
     if page.before is not None:
-        stmt = stmt.where(_before(key, page.before))
+        before = _anchor(key, page.before, hospital_id, "before_row")
+        stmt = stmt.where(_beyond(key, before, forward=False))
     return _ordered(stmt, key, reverse=page.backward).limit(page.limit + 1)
+
+
+async def check_anchors(db: RequestDb, key: SortKey, page: PageSpec) -> None:
+    """Raise :class:`UnknownAnchor` for an anchor row this request cannot see.
+
+    Run only when an anchored page came back empty: that is the one case in which a foreign
+    or made-up anchor and a real end of the list look alike.
+    """
+    for argument, anchor_id in (("after", page.after), ("before", page.before)):
+        if anchor_id is None:
+            continue
+        table = key.table
+        found = await db.scalar(
+            select(table.c.id).where(table.c.hospital_id == db.hospital_id, table.c.id == anchor_id)
+        )
+        if found is None:
+            raise UnknownAnchor(argument)
 
 
 def cut(rows: Sequence[Any], page: PageSpec) -> PageRows:
@@ -96,7 +137,10 @@ def cut(rows: Sequence[Any], page: PageSpec) -> PageRows:
 
 
 async def fetch_page(db: RequestDb, stmt: Select[Any], key: SortKey, page: PageSpec) -> PageRows:
-    return cut(await db.all(keyset(stmt, key, page)), page)
+    rows = await db.all(keyset(stmt, key, page, db.hospital_id))
+    if not rows:
+        await check_anchors(db, key, page)
+    return cut(rows, page)
 
 
 async def fetch_pages_by_parent(
@@ -119,10 +163,15 @@ async def fetch_pages_by_parent(
         .table_valued("id")
         .render_derived(name="parent")
     )
-    inner = keyset(stmt.where(parent_column == parents.c.id), key, page).lateral("child")
+    inner = keyset(stmt.where(parent_column == parents.c.id), key, page, db.hospital_id).lateral(
+        "child"
+    )
     joined = select(inner).select_from(parents).join(inner, true())
     grouped: dict[uuid.UUID, list[Any]] = {pid: [] for pid in parent_ids}
-    for row in await db.all(joined):
+    rows = await db.all(joined)
+    if not rows:
+        await check_anchors(db, key, page)
+    for row in rows:
         grouped[getattr(row, parent_column.key)].append(row)
     return {pid: cut(rows, page) for pid, rows in grouped.items()}
 

@@ -6,9 +6,9 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hms.persistence.pages import PageRows, PageSpec
+from hms.persistence.pages import PageRows, PageSpec, UnknownAnchor
 from hms.resolvers.errors import BadUserInput
-from hms.resolvers.relay import CursorCodec
+from hms.resolvers.relay import CursorCodec, invalid_cursor
 from hms.settings import Settings
 
 
@@ -42,6 +42,18 @@ def page_spec(settings: Settings, args: PageArgs, codec: CursorCodec) -> PageSpe
         before=before,
         backward=backward,
     )
+
+
+def direction(descending: bool) -> str:
+    return "desc" if descending else "asc"
+
+
+async def anchored(rows: Awaitable[PageRows]) -> PageRows:
+    """The page, or the cursor error when its ``after``/``before`` row is not visible."""
+    try:
+        return await rows
+    except UnknownAnchor as error:
+        raise invalid_cursor(error.argument) from None
 
 
 @dataclasses.dataclass

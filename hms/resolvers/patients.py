@@ -6,9 +6,9 @@ import uuid
 from typing import Any
 
 from hms.context import Context
-from hms.persistence import appointments, encounters, patients
+from hms.persistence import patients
 from hms.persistence.filters import AppointmentFilter, EncounterFilter, PatientFilter
-from hms.resolvers.pagination import Page, PageArgs, page_spec
+from hms.resolvers.pagination import Page, PageArgs, anchored, direction, page_spec
 from hms.resolvers.relay import CursorCodec, expect_global_id
 from hms.resolvers.validation import MAX_MRN, bounded
 
@@ -25,8 +25,8 @@ async def patient_list(
     ctx: Context, args: PageArgs, f: PatientFilter | None, order: str, descending: bool
 ) -> Page:
     key = patients.sort_key(order, descending=descending)
-    codec = CursorCodec(ctx.cursor_key, f"patients:{order}:{descending}", key)
-    rows = await patients.page(ctx.db, f, key, page_spec(ctx.settings, args, codec))
+    codec = CursorCodec(f"patients:{order}:{direction(descending)}")
+    rows = await anchored(patients.page(ctx.db, f, key, page_spec(ctx.settings, args, codec)))
     return Page.of(rows, codec, lambda: patients.total(ctx.db, f))
 
 
@@ -37,9 +37,11 @@ async def patient_stats(ctx: Context) -> Any:
 async def appointments_of(
     ctx: Context, patient_id: uuid.UUID, args: PageArgs, f: AppointmentFilter | None
 ) -> Page:
-    codec = CursorCodec(ctx.cursor_key, "patient.appointments", appointments.PATIENT_KEY)
-    rows = await ctx.loaders.appointments_by_patient.load(
-        (patient_id, f, page_spec(ctx.settings, args, codec))
+    codec = CursorCodec("patient.appointments")
+    rows = await anchored(
+        ctx.loaders.appointments_by_patient.load(
+            (patient_id, f, page_spec(ctx.settings, args, codec))
+        )
     )
     return Page.of(
         rows, codec, lambda: ctx.loaders.appointment_count_by_patient.load((patient_id, f))
@@ -49,9 +51,11 @@ async def appointments_of(
 async def encounters_of(
     ctx: Context, patient_id: uuid.UUID, args: PageArgs, f: EncounterFilter | None
 ) -> Page:
-    codec = CursorCodec(ctx.cursor_key, "patient.encounters", encounters.KEY)
-    rows = await ctx.loaders.encounters_by_patient.load(
-        (patient_id, f, page_spec(ctx.settings, args, codec))
+    codec = CursorCodec("patient.encounters")
+    rows = await anchored(
+        ctx.loaders.encounters_by_patient.load(
+            (patient_id, f, page_spec(ctx.settings, args, codec))
+        )
     )
     return Page.of(
         rows, codec, lambda: ctx.loaders.encounter_count_by_patient.load((patient_id, f))

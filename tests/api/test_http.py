@@ -315,10 +315,10 @@ async def test_tampered_cursor_is_a_clear_error(
         headers=auth,
     )
     cursor = first.json()["data"]["patients"]["pageInfo"]["endCursor"]
-    body, _, mac = cursor.partition(".")
     tampered = [
-        body[:-2] + ("AA" if body[-2:] != "AA" else "BB") + "." + mac,
-        body + "." + mac[::-1],
+        cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB"),  # another (or no) id
+        cursor[6:],  # the scope cut
+        cursor + "x",
         "garbage",
         "",
         "a.b.c",

@@ -6,8 +6,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql
 
-from hms.persistence import migrate
+from hms.persistence import migrate, patients
+from hms.persistence.pages import PageSpec, keyset
 from tests import fixtures
 
 
@@ -85,3 +88,30 @@ async def test_screen_indexes_serve_their_queries(
             assert index in plan, f"{index} not used:\n{plan}"
     finally:
         await conn.close()
+
+
+async def test_anchored_pages_seek_in_the_index(
+    database_url: str, dataset: fixtures.Dataset
+) -> None:
+    """A cursor names a row; its sort key is read by sub-select and the index seeks past it."""
+    key = patients.sort_key("name", descending=False)
+    spec = PageSpec(limit=20, after=dataset.alpha.patients[3])
+    stmt = keyset(
+        select(*patients.COLUMNS).where(patients.patient.c.hospital_id == dataset.alpha.id),
+        key,
+        spec,
+        dataset.alpha.id,
+    )
+    sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("ANALYZE")
+        await conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}"))
+    finally:
+        await conn.close()
+    assert "ix_patient_name" in plan, plan
+    seek = next(line for line in plan.splitlines() if "ix_patient_name" in line)
+    conditions = plan.split(seek, 1)[1]
+    assert "Index Cond:" in conditions, plan
+    assert "ROW(family_name, given_name, id) > ROW(" in conditions, plan

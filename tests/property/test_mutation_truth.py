@@ -118,7 +118,6 @@ def test_the_database_holds_exactly_what_the_response_reports(
             database=live.database,
             cache=live.cache,
             authenticator=live.authenticator,
-            cursor_key=live.cursor_key,
             middleware=[faults],
         )
         authorization = f"Bearer {token(ward)}"
