@@ -9,6 +9,7 @@ import asyncpg
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 
+from hms.models.tables import patient
 from hms.persistence import migrate, patients
 from hms.persistence.pages import PageSpec, keyset
 from tests import fixtures
@@ -97,12 +98,13 @@ async def test_anchored_pages_seek_in_the_index(
     key = patients.sort_key("name", descending=False)
     spec = PageSpec(limit=20, after=dataset.alpha.patients[3])
     stmt = keyset(
-        select(*patients.COLUMNS).where(patients.patient.c.hospital_id == dataset.alpha.id),
+        select(*patients.COLUMNS).where(patient.c.hospital_id == dataset.alpha.id),
         key,
         spec,
         dataset.alpha.id,
     )
-    sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("ANALYZE")
