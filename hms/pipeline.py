@@ -46,7 +46,6 @@ from graphql import (
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
-    execute,
 )
 from graphql.execution import Middleware
 
@@ -65,6 +64,7 @@ from hms.persistence.database import (
     StatementTimeout,
 )
 from hms.resolvers.errors import ClientError
+from hms.schema import execution
 from hms.security.identity import Authenticator
 from hms.security.tokens import AuthError
 from hms.settings import Settings
@@ -227,6 +227,9 @@ class Pipeline:
             self.check_inputs(request)
             return await self.execute(request, principal, document, operation)
         except Failure as failure:
+            # An answer, not a fault: its traceback is never shown, and the frames on it can
+            # hold the failure itself (a cycle only the collector would free).
+            failure.__traceback__ = None
             return failure_reply(failure, request.media_type)
 
     async def authenticate(self, authorization: str | None) -> Principal:
@@ -346,21 +349,25 @@ class Pipeline:
             settings=self.settings,
             cache=self.cache,
         )
-        outcome = execute(
-            self.schema,
-            document.ast,  # type: ignore[arg-type]  # validated documents parsed
-            context_value=context,
-            variable_values=dict(request.variables) if request.variables else None,
-            operation_name=request.operation_name,
-            middleware=self.middleware,
-            hide_suggestions=self.documents.hide_suggestions,
-        )
-        result: ExecutionResult = await outcome if isawaitable(outcome) else outcome
-        # Loads a failed resolver left queued or running finish now, inside the transaction.
-        await loaders.outstanding.settle()
+        try:
+            outcome = execution.run(
+                self.schema,
+                document.ast,  # type: ignore[arg-type]  # validated documents parsed
+                context=context,
+                variables=request.variables,
+                operation_name=request.operation_name,
+                middleware=self.middleware,
+                hide_suggestions=self.documents.hide_suggestions,
+            )
+            result: ExecutionResult = await outcome if isawaitable(outcome) else outcome
+            # Loads a failed resolver left queued or running finish now, inside the transaction.
+            await loaders.outstanding.settle()
+        finally:
+            loaders.close()
         if db.failure is not None:  # a resolver may have turned it into a field error
             raise db.failure
         status, body = encode(result, request.media_type)
+        execution.release_tracebacks(result.errors or ())
         commit = not db.readonly and "data" in body  # no data: a request error, nothing ran
         if commit and result.errors:
             # Part of the document failed: keep none of it, and say so.

@@ -81,6 +81,7 @@ class GraphQLEndpoint:
             try:
                 graphql_request = await self._read(request, media_type)
             except Failure as failure:
+                failure.__traceback__ = None  # an answer; its frames would hold it in a cycle
                 return _response(failure_reply(failure, media_type))
             reply = await self._run_while_connected(request, graphql_request)
         except Exception as error:  # the last line of defence: JSON, masked, PHI-free

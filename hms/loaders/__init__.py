@@ -10,6 +10,7 @@ from hms.loaders.base import (
     Outstanding,
     PageByParentLoader,
     RowByKeyLoader,
+    TrackedLoader,
 )
 from hms.persistence import appointments, encounters, hospitals, patients, practitioners
 from hms.persistence.database import RequestDb
@@ -45,6 +46,16 @@ class Loaders:
         self.encounter_count_by_patient = CountByParentLoader[EncounterFilter | None](
             db, out, encounters.counts_by_patient
         )
+
+    def close(self) -> None:
+        """Forget every cached future, and the rows in them, when the request ends.
+
+        Anything that outlives a request by mistake (a task, an error's traceback) reaches the
+        loaders; emptied, they keep no rows alive.
+        """
+        for loader in vars(self).values():
+            if isinstance(loader, TrackedLoader):
+                loader.clear_all()
 
     # After a write: the same response must never show the row as it was before. The row itself
     # is primed (no re-read); cached pages and counts that may contain it are dropped.

@@ -91,4 +91,21 @@ async def returning_one(
         failure = translate(error, references or {})
         if failure is None:
             raise
-        raise failure from error
+        # An expected failure becomes a userError and nothing reads its tracebacks, which would
+        # sit in cycles until a collection: SQLAlchemy's asyncpg adapter keeps the driver error
+        # it translated in a local of a frame on that error's own traceback, and this frame, on
+        # the traceback of ``failure``, would keep ``failure`` (hence the ``del``).
+        _drop_tracebacks(error)
+        try:
+            raise failure from error
+        finally:
+            del failure
+
+
+def _drop_tracebacks(error: BaseException | None) -> None:
+    """Clear the traceback of ``error`` and of every error it was raised from."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__

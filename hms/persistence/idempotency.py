@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from typing import Any, Literal
 
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import ColumnElement, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 
 from hms.models.tables import idempotency_key
@@ -30,11 +31,18 @@ class Claim:
     response: bytes = b""
 
 
+@functools.cache
+def _expired(ttl: dt.timedelta) -> ColumnElement[bool]:
+    """Built once per TTL: SQLAlchemy gives ``now()`` (and the interval) a comparator that refers
+    back to it as soon as an operator is applied, a cycle per request if built per request."""
+    return idempotency_key.c.created_at < func.now() - ttl
+
+
 async def claim(
     db: RequestDb, subject: str, key: str, fingerprint: bytes, ttl: dt.timedelta
 ) -> Claim:
     table = idempotency_key
-    expired = table.c.created_at < func.now() - ttl
+    expired = _expired(ttl)
     stmt: Any = (
         insert(table)
         .values(hospital_id=db.hospital_id, subject=subject, key=key, fingerprint=fingerprint)
