@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, bindparam
 
 from hms.models.tables import appointment
 from hms.persistence.database import RequestDb
@@ -20,6 +20,7 @@ from hms.persistence.pages import (
     fetch_page,
     fetch_pages_by_parent,
 )
+from hms.persistence.queries import HOSPITAL, Filtered, Query, keys_in
 
 COLUMNS = (
     appointment.c.id,
@@ -45,29 +46,26 @@ def sort_key(*, descending: bool) -> SortKey:
     return SortKey(BY_START, descending=descending)
 
 
-def _scoped(db: RequestDb) -> Select[Any]:
-    return select(*COLUMNS).where(appointment.c.hospital_id == db.hospital_id)
+APPOINTMENTS = Filtered(
+    appointment,
+    COLUMNS,
+    {
+        "start_from": appointment.c.start_at >= bindparam("start_from"),
+        "start_to": appointment.c.start_at < bindparam("start_to"),
+        "statuses": keys_in(appointment.c.status, "statuses"),
+        "practitioner_id": appointment.c.practitioner_id == bindparam("practitioner_id"),
+        "patient_id": appointment.c.patient_id == bindparam("patient_id"),
+    },
+    convert={"statuses": list},
+)
 
 
-def _filtered(db: RequestDb, f: AppointmentFilter | None) -> Select[Any]:
-    stmt = _scoped(db)
-    if f is None:
-        return stmt
-    if f.start_from is not None:
-        stmt = stmt.where(appointment.c.start_at >= f.start_from)
-    if f.start_to is not None:
-        stmt = stmt.where(appointment.c.start_at < f.start_to)
-    if f.statuses is not None:
-        stmt = stmt.where(appointment.c.status.in_(f.statuses))
-    if f.practitioner_id is not None:
-        stmt = stmt.where(appointment.c.practitioner_id == f.practitioner_id)
-    if f.patient_id is not None:
-        stmt = stmt.where(appointment.c.patient_id == f.patient_id)
-    return stmt
+def _filtered(db: RequestDb, f: AppointmentFilter | None) -> Query:
+    return APPOINTMENTS.query(db.hospital_id, f)
 
 
 async def by_ids(db: RequestDb, ids: Sequence[uuid.UUID]) -> list[Row[Any]]:
-    return await db.all(_scoped(db).where(appointment.c.id.in_(list(ids))))
+    return await db.all(APPOINTMENTS.by("id"), {HOSPITAL: db.hospital_id, "keys": list(ids)})
 
 
 async def page(

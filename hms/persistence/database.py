@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Row, text
@@ -269,7 +269,7 @@ class RequestDb:
                 self._holder = None
 
     async def all(
-        self, statement: Executable, params: dict[str, Any] | None = None
+        self, statement: Executable, params: Mapping[str, Any] | None = None
     ) -> list[Row[Any]]:
         async def step(conn: AsyncConnection) -> list[Row[Any]]:
             result = await conn.execute(statement, params)
@@ -278,12 +278,12 @@ class RequestDb:
         return await self._run(step)
 
     async def one_or_none(
-        self, statement: Executable, params: dict[str, Any] | None = None
+        self, statement: Executable, params: Mapping[str, Any] | None = None
     ) -> Row[Any] | None:
         rows = await self.all(statement, params)
         return rows[0] if rows else None
 
-    async def scalar(self, statement: Executable, params: dict[str, Any] | None = None) -> Any:
+    async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
         row = await self.one_or_none(statement, params)
         return None if row is None else row[0]
 

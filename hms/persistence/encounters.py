@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, bindparam
 
 from hms.models.tables import encounter
 from hms.persistence.database import RequestDb
@@ -20,6 +20,7 @@ from hms.persistence.pages import (
     fetch_page,
     fetch_pages_by_parent,
 )
+from hms.persistence.queries import HOSPITAL, Filtered, Query, keys_in
 
 COLUMNS = (
     encounter.c.id,
@@ -41,31 +42,27 @@ BY_PERIOD = (encounter.c.period_start, encounter.c.id)
 KEY = SortKey(BY_PERIOD, descending=True)
 
 
-def _scoped(db: RequestDb) -> Select[Any]:
-    return select(*COLUMNS).where(encounter.c.hospital_id == db.hospital_id)
+ENCOUNTERS = Filtered(
+    encounter,
+    COLUMNS,
+    {
+        "period_from": encounter.c.period_start >= bindparam("period_from"),
+        "period_to": encounter.c.period_start < bindparam("period_to"),
+        "classes": keys_in(encounter.c.class_, "classes"),
+        "statuses": keys_in(encounter.c.status, "statuses"),
+        "patient_id": encounter.c.patient_id == bindparam("patient_id"),
+        "practitioner_id": encounter.c.practitioner_id == bindparam("practitioner_id"),
+    },
+    convert={"classes": list, "statuses": list},
+)
 
 
-def _filtered(db: RequestDb, f: EncounterFilter | None) -> Select[Any]:
-    stmt = _scoped(db)
-    if f is None:
-        return stmt
-    if f.period_from is not None:
-        stmt = stmt.where(encounter.c.period_start >= f.period_from)
-    if f.period_to is not None:
-        stmt = stmt.where(encounter.c.period_start < f.period_to)
-    if f.classes is not None:
-        stmt = stmt.where(encounter.c.class_.in_(f.classes))
-    if f.statuses is not None:
-        stmt = stmt.where(encounter.c.status.in_(f.statuses))
-    if f.patient_id is not None:
-        stmt = stmt.where(encounter.c.patient_id == f.patient_id)
-    if f.practitioner_id is not None:
-        stmt = stmt.where(encounter.c.practitioner_id == f.practitioner_id)
-    return stmt
+def _filtered(db: RequestDb, f: EncounterFilter | None) -> Query:
+    return ENCOUNTERS.query(db.hospital_id, f)
 
 
 async def by_ids(db: RequestDb, ids: Sequence[uuid.UUID]) -> list[Row[Any]]:
-    return await db.all(_scoped(db).where(encounter.c.id.in_(list(ids))))
+    return await db.all(ENCOUNTERS.by("id"), {HOSPITAL: db.hospital_id, "keys": list(ids)})
 
 
 async def page(db: RequestDb, f: EncounterFilter | None, spec: PageSpec) -> PageRows:

@@ -9,7 +9,7 @@ import dataclasses
 import datetime as dt
 import uuid
 
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import ColumnElement, Text, bindparam, or_
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 
@@ -48,11 +48,14 @@ class PractitionerFilter:
     name_prefix: str | None = None
 
 
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def prefix_pattern(prefix: str) -> str | None:
+    """The LIKE pattern of a prefix (wildcards in it are literal); None for no condition."""
+    if not prefix:
+        return None
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def name_prefix(prefix: str, *columns: KeyedColumnElement[str]) -> ColumnElement[bool]:
-    """Case-insensitive prefix match on any of ``columns``; LIKE wildcards in input are literal."""
-    pattern = _escape_like(prefix) + "%"
+def name_prefix(parameter: str, *columns: KeyedColumnElement[str]) -> ColumnElement[bool]:
+    """Case-insensitive prefix match on any of ``columns`` against the pattern ``:parameter``."""
+    pattern = bindparam(parameter, type_=Text)
     return or_(*(c.ilike(pattern, escape="\\") for c in columns))

@@ -6,17 +6,23 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hms.models.tables import hospital
 from hms.persistence.database import RequestDb
+from hms.persistence.queries import HOSPITAL, keys_in
 
 COLUMNS = (hospital.c.id, hospital.c.slug, hospital.c.name, hospital.c.timezone)
 
 
+# The hospital table's policy shows a request its own hospital only; no tenant condition needed.
+BY_IDS = select(*COLUMNS).where(keys_in(hospital.c.id, "keys"))
+VISIBLE = select(hospital.c.id).where(hospital.c.id == bindparam(HOSPITAL)).limit(1)
+
+
 async def by_ids(db: RequestDb, ids: Sequence[uuid.UUID]) -> list[Row[Any]]:
-    return await db.all(select(*COLUMNS).where(hospital.c.id.in_(list(ids))))
+    return await db.all(BY_IDS, {"keys": list(ids)})
 
 
 async def all_as_owner(engine: AsyncEngine) -> list[Any]:
@@ -28,5 +34,5 @@ async def all_as_owner(engine: AsyncEngine) -> list[Any]:
 
 async def visible(db: RequestDb) -> bool:
     """Whether the request's own hospital exists (row-level security shows no other)."""
-    found = await db.scalar(select(hospital.c.id).where(hospital.c.id == db.hospital_id).limit(1))
+    found = await db.scalar(VISIBLE, {HOSPITAL: db.hospital_id})
     return found is not None

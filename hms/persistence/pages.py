@@ -14,12 +14,14 @@ page size.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
     Table,
     bindparam,
@@ -33,6 +35,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from hms.persistence.database import RequestDb
+from hms.persistence.queries import HOSPITAL, Query, keys_in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,12 +81,13 @@ class UnknownAnchor(LookupError):
         self.argument = argument
 
 
-def _anchor(key: SortKey, anchor_id: uuid.UUID, hospital_id: Any, name: str) -> ScalarSelect[Any]:
-    """The anchor row's sort key as a row value (NULL, so matching nothing, when not visible)."""
-    anchor = key.table.alias(name)
+def _anchor(key: SortKey, name: str) -> ScalarSelect[Any]:
+    """The sort key of the row ``:name`` as a row value (NULL, matching nothing, when not
+    visible)."""
+    anchor = key.table.alias(f"{name}_row")
     return (
         select(*(anchor.c[column.key] for column in key.columns))
-        .where(anchor.c.hospital_id == hospital_id, anchor.c.id == anchor_id)
+        .where(anchor.c.hospital_id == bindparam(HOSPITAL), anchor.c.id == bindparam(name))
         .scalar_subquery()
     )
 
@@ -98,15 +102,41 @@ def _ordered(stmt: Select[Any], key: SortKey, *, reverse: bool) -> Select[Any]:
     return stmt.order_by(*(c.desc() if descending else c.asc() for c in key.columns))
 
 
-def keyset(stmt: Select[Any], key: SortKey, page: PageSpec, hospital_id: Any) -> Select[Any]:
-    """Restrict ``stmt`` to one page plus one look-ahead row, in fetch order."""
+def keyset(
+    stmt: Select[Any], key: SortKey, after: bool, before: bool, backward: bool
+) -> Select[Any]:
+    """Restrict ``stmt`` to one page plus one look-ahead row, in fetch order.
+
+    Binds ``:after_id``/``:before_id`` (when anchored) and ``:limit`` (the page size + 1).
+    """
+    if after:
+        stmt = stmt.where(_beyond(key, _anchor(key, "after_id"), forward=True))
+    if before:
+        stmt = stmt.where(_beyond(key, _anchor(key, "before_id"), forward=False))
+    return _ordered(stmt, key, reverse=backward).limit(bindparam("limit", type_=Integer))
+
+
+_page = functools.cache(keyset)
+
+
+def _page_params(query: Query, page: PageSpec) -> dict[str, Any]:
+    params = {**query.params, "limit": page.limit + 1}
     if page.after is not None:
-        after = _anchor(key, page.after, hospital_id, "after_row")
-        stmt = stmt.where(_beyond(key, after, forward=True))
+        params["after_id"] = page.after
     if page.before is not None:
-        before = _anchor(key, page.before, hospital_id, "before_row")
-        stmt = stmt.where(_beyond(key, before, forward=False))
-    return _ordered(stmt, key, reverse=page.backward).limit(page.limit + 1)
+        params["before_id"] = page.before
+    return params
+
+
+def _shape(page: PageSpec) -> tuple[bool, bool, bool]:
+    return page.after is not None, page.before is not None, page.backward
+
+
+@functools.cache
+def _anchor_visible(table: Table) -> Select[Any]:
+    return select(table.c.id).where(
+        table.c.hospital_id == bindparam(HOSPITAL), table.c.id == bindparam("anchor_id")
+    )
 
 
 async def check_anchors(db: RequestDb, key: SortKey, page: PageSpec) -> None:
@@ -118,9 +148,8 @@ async def check_anchors(db: RequestDb, key: SortKey, page: PageSpec) -> None:
     for argument, anchor_id in (("after", page.after), ("before", page.before)):
         if anchor_id is None:
             continue
-        table = key.table
         found = await db.scalar(
-            select(table.c.id).where(table.c.hospital_id == db.hospital_id, table.c.id == anchor_id)
+            _anchor_visible(key.table), {HOSPITAL: db.hospital_id, "anchor_id": anchor_id}
         )
         if found is None:
             raise UnknownAnchor(argument)
@@ -136,16 +165,35 @@ def cut(rows: Sequence[Any], page: PageSpec) -> PageRows:
     return PageRows(kept, has_next=extra, has_previous=page.after is not None)
 
 
-async def fetch_page(db: RequestDb, stmt: Select[Any], key: SortKey, page: PageSpec) -> PageRows:
-    rows = await db.all(keyset(stmt, key, page, db.hospital_id))
+async def fetch_page(db: RequestDb, query: Query, key: SortKey, page: PageSpec) -> PageRows:
+    rows = await db.all(_page(query.stmt, key, *_shape(page)), _page_params(query, page))
     if not rows:
         await check_anchors(db, key, page)
     return cut(rows, page)
 
 
+@functools.cache
+def _pages_by_parent(
+    stmt: Select[Any],
+    parent_column: KeyedColumnElement[Any],
+    key: SortKey,
+    after: bool,
+    before: bool,
+    backward: bool,
+) -> Select[Any]:
+    parents = (
+        func.unnest(bindparam("parent_ids", type_=ARRAY(UUID(as_uuid=True))))
+        .table_valued("id")
+        .render_derived(name="parent")
+    )
+    inner = keyset(stmt.where(parent_column == parents.c.id), key, after, before, backward)
+    child = inner.lateral("child")
+    return select(child).select_from(parents).join(child, true())
+
+
 async def fetch_pages_by_parent(
     db: RequestDb,
-    stmt: Select[Any],
+    query: Query,
     parent_column: KeyedColumnElement[Any],
     parent_ids: Sequence[uuid.UUID],
     key: SortKey,
@@ -153,22 +201,13 @@ async def fetch_pages_by_parent(
 ) -> dict[uuid.UUID, PageRows]:
     """One page per parent id in ONE statement: ``unnest(ids) CROSS JOIN LATERAL (… LIMIT n+1)``.
 
-    ``stmt`` selects the child columns (including ``parent_column``) with the tenant and filter
-    conditions already applied; the parent condition is added here.
+    ``query`` selects the child columns (including ``parent_column``) with the tenant and filter
+    conditions; the parent condition is added here.
     """
-    parents = (
-        func.unnest(
-            bindparam("parent_ids", value=list(parent_ids), type_=ARRAY(UUID(as_uuid=True)))
-        )
-        .table_valued("id")
-        .render_derived(name="parent")
-    )
-    inner = keyset(stmt.where(parent_column == parents.c.id), key, page, db.hospital_id).lateral(
-        "child"
-    )
-    joined = select(inner).select_from(parents).join(inner, true())
+    stmt = _pages_by_parent(query.stmt, parent_column, key, *_shape(page))
+    params = {**_page_params(query, page), "parent_ids": list(parent_ids)}
     grouped: dict[uuid.UUID, list[Any]] = {pid: [] for pid in parent_ids}
-    rows = await db.all(joined)
+    rows = await db.all(stmt, params)
     if not rows:
         await check_anchors(db, key, page)
     for row in rows:
@@ -176,24 +215,33 @@ async def fetch_pages_by_parent(
     return {pid: cut(rows, page) for pid, rows in grouped.items()}
 
 
+@functools.cache
+def _counts_by_parent(stmt: Select[Any], parent_column: KeyedColumnElement[Any]) -> Select[Any]:
+    return (
+        stmt.with_only_columns(parent_column, func.count().label("n"))
+        .where(keys_in(parent_column, "parent_ids"))
+        .group_by(parent_column)
+    )
+
+
 async def count_by_parent(
     db: RequestDb,
-    stmt: Select[Any],
+    query: Query,
     parent_column: KeyedColumnElement[Any],
     parent_ids: Sequence[uuid.UUID],
 ) -> dict[uuid.UUID, int]:
     """``totalCount`` of a nested connection for many parents in one grouped statement."""
-    counted = (
-        stmt.with_only_columns(parent_column, func.count().label("n"))
-        .where(parent_column.in_(list(parent_ids)))
-        .group_by(parent_column)
-    )
+    stmt = _counts_by_parent(query.stmt, parent_column)
     counts = dict.fromkeys(parent_ids, 0)
-    for row in await db.all(counted):
+    for row in await db.all(stmt, {**query.params, "parent_ids": list(parent_ids)}):
         counts[getattr(row, parent_column.key)] = row.n
     return counts
 
 
-async def count(db: RequestDb, stmt: Select[Any]) -> int:
-    counted = select(func.count()).select_from(stmt.order_by(None).subquery())
-    return int(await db.scalar(counted) or 0)
+@functools.cache
+def _counted(stmt: Select[Any]) -> Select[Any]:
+    return select(func.count()).select_from(stmt.order_by(None).subquery())
+
+
+async def count(db: RequestDb, query: Query) -> int:
+    return int(await db.scalar(_counted(query.stmt), query.params) or 0)

@@ -7,12 +7,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import Row, bindparam, func, select
 
 from hms.models.tables import patient
 from hms.persistence.database import RequestDb
-from hms.persistence.filters import PatientFilter, name_prefix
+from hms.persistence.filters import PatientFilter, name_prefix, prefix_pattern
 from hms.persistence.pages import PageRows, PageSpec, SortKey, count, fetch_page
+from hms.persistence.queries import HOSPITAL, Filtered, Query
 
 COLUMNS = (
     patient.c.id,
@@ -40,34 +41,30 @@ def sort_key(field: str, *, descending: bool) -> SortKey:
     return SortKey(SORT_KEYS[field], descending=descending)
 
 
-def _scoped(db: RequestDb) -> Select[Any]:
-    # The app scopes by tenant explicitly; RLS enforces the same condition underneath.
-    return select(*COLUMNS).where(patient.c.hospital_id == db.hospital_id)
+PATIENTS = Filtered(
+    patient,
+    COLUMNS,
+    {
+        "active": patient.c.active == bindparam("active"),
+        "name_prefix": name_prefix("name_prefix", patient.c.family_name, patient.c.given_name),
+        "created_from": patient.c.created_at >= bindparam("created_from"),
+        "created_to": patient.c.created_at < bindparam("created_to"),
+        "gender": patient.c.gender == bindparam("gender"),
+    },
+    convert={"name_prefix": prefix_pattern},
+)
 
 
-def _filtered(db: RequestDb, f: PatientFilter | None) -> Select[Any]:
-    stmt = _scoped(db)
-    if f is None:
-        return stmt
-    if f.active is not None:
-        stmt = stmt.where(patient.c.active.is_(f.active))
-    if f.name_prefix:
-        stmt = stmt.where(name_prefix(f.name_prefix, patient.c.family_name, patient.c.given_name))
-    if f.created_from is not None:
-        stmt = stmt.where(patient.c.created_at >= f.created_from)
-    if f.created_to is not None:
-        stmt = stmt.where(patient.c.created_at < f.created_to)
-    if f.gender is not None:
-        stmt = stmt.where(patient.c.gender == f.gender)
-    return stmt
+def _filtered(db: RequestDb, f: PatientFilter | None) -> Query:
+    return PATIENTS.query(db.hospital_id, f)
 
 
 async def by_ids(db: RequestDb, ids: Sequence[uuid.UUID]) -> list[Row[Any]]:
-    return await db.all(_scoped(db).where(patient.c.id.in_(list(ids))))
+    return await db.all(PATIENTS.by("id"), {HOSPITAL: db.hospital_id, "keys": list(ids)})
 
 
 async def by_mrns(db: RequestDb, mrns: Sequence[str]) -> list[Row[Any]]:
-    return await db.all(_scoped(db).where(patient.c.mrn.in_(list(mrns))))
+    return await db.all(PATIENTS.by("mrn"), {HOSPITAL: db.hospital_id, "keys": list(mrns)})
 
 
 async def page(db: RequestDb, f: PatientFilter | None, key: SortKey, spec: PageSpec) -> PageRows:
@@ -78,14 +75,16 @@ async def total(db: RequestDb, f: PatientFilter | None) -> int:
     return await count(db, _filtered(db, f))
 
 
+STATS = select(
+    func.count().label("total"),
+    func.count().filter(patient.c.active).label("active"),
+    func.count().filter(patient.c.created_at >= bindparam("since")).label("new_last_30_days"),
+).where(patient.c.hospital_id == bindparam(HOSPITAL))
+
+
 async def stats(db: RequestDb, now: dt.datetime) -> Row[Any]:
     """total, active and new-in-the-last-30-days in ONE aggregate statement."""
     since = now - dt.timedelta(days=30)
-    stmt = select(
-        func.count().label("total"),
-        func.count().filter(patient.c.active).label("active"),
-        func.count().filter(patient.c.created_at >= since).label("new_last_30_days"),
-    ).where(patient.c.hospital_id == db.hospital_id)
-    row = await db.one_or_none(stmt)
+    row = await db.one_or_none(STATS, {HOSPITAL: db.hospital_id, "since": since})
     assert row is not None  # an aggregate without GROUP BY always yields one row
     return row

@@ -6,12 +6,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, bindparam
 
 from hms.models.tables import practitioner
 from hms.persistence.database import RequestDb
-from hms.persistence.filters import PractitionerFilter, name_prefix
+from hms.persistence.filters import PractitionerFilter, name_prefix, prefix_pattern
 from hms.persistence.pages import PageRows, PageSpec, SortKey, count, fetch_page
+from hms.persistence.queries import HOSPITAL, Filtered, Query
 
 COLUMNS = (
     practitioner.c.id,
@@ -24,27 +25,26 @@ COLUMNS = (
 KEY = SortKey((practitioner.c.family_name, practitioner.c.given_name, practitioner.c.id))
 
 
-def _scoped(db: RequestDb) -> Select[Any]:
-    return select(*COLUMNS).where(practitioner.c.hospital_id == db.hospital_id)
+PRACTITIONERS = Filtered(
+    practitioner,
+    COLUMNS,
+    {
+        "active": practitioner.c.active == bindparam("active"),
+        "specialty": practitioner.c.specialty == bindparam("specialty"),
+        "name_prefix": name_prefix(
+            "name_prefix", practitioner.c.family_name, practitioner.c.given_name
+        ),
+    },
+    convert={"name_prefix": prefix_pattern},
+)
 
 
-def _filtered(db: RequestDb, f: PractitionerFilter | None) -> Select[Any]:
-    stmt = _scoped(db)
-    if f is None:
-        return stmt
-    if f.active is not None:
-        stmt = stmt.where(practitioner.c.active.is_(f.active))
-    if f.specialty is not None:
-        stmt = stmt.where(practitioner.c.specialty == f.specialty)
-    if f.name_prefix:
-        stmt = stmt.where(
-            name_prefix(f.name_prefix, practitioner.c.family_name, practitioner.c.given_name)
-        )
-    return stmt
+def _filtered(db: RequestDb, f: PractitionerFilter | None) -> Query:
+    return PRACTITIONERS.query(db.hospital_id, f)
 
 
 async def by_ids(db: RequestDb, ids: Sequence[uuid.UUID]) -> list[Row[Any]]:
-    return await db.all(_scoped(db).where(practitioner.c.id.in_(list(ids))))
+    return await db.all(PRACTITIONERS.by("id"), {HOSPITAL: db.hospital_id, "keys": list(ids)})
 
 
 async def page(db: RequestDb, f: PractitionerFilter | None, spec: PageSpec) -> PageRows:

@@ -6,12 +6,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 
-from hms.models.tables import patient
 from hms.persistence import migrate, patients
-from hms.persistence.pages import PageSpec, keyset
+from hms.persistence.pages import keyset
 from tests import fixtures
 
 
@@ -96,12 +94,9 @@ async def test_anchored_pages_seek_in_the_index(
 ) -> None:
     """A cursor names a row; its sort key is read by sub-select and the index seeks past it."""
     key = patients.sort_key("name", descending=False)
-    spec = PageSpec(limit=20, after=dataset.alpha.patients[3])
-    stmt = keyset(
-        select(*patients.COLUMNS).where(patient.c.hospital_id == dataset.alpha.id),
-        key,
-        spec,
-        dataset.alpha.id,
+    query = patients.PATIENTS.query(dataset.alpha.id)
+    stmt = keyset(query.stmt, key, after=True, before=False, backward=False).params(
+        hospital_id=dataset.alpha.id, after_id=dataset.alpha.patients[3], limit=21
     )
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
