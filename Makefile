@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck layers unit schema bench bench-writes clean
+.PHONY: install run test lint typecheck layers unit schema bench bench-writes mutate clean
 
 # The venv is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -41,6 +41,12 @@ bench: $(STAMP)
 
 bench-writes: $(STAMP)
 	$(BIN)/python -m bench.writes
+
+## Mutation-test one module (slow, not part of `make test`): which small bugs do its tests miss?
+## make mutate MODULE=hms/persistence/pages.py [TESTS="tests/unit tests/api/test_reads.py"]
+mutate: $(STAMP)
+	@test -n "$(MODULE)" || { echo 'usage: make mutate MODULE=hms/x.py [TESTS="..."]' >&2; exit 2; }
+	$(BIN)/python scripts/mutate.py $(MODULE) $(if $(TESTS),--tests $(TESTS))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
