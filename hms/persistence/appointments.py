@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam
+from sqlalchemy import Row
 
 from hms.models.tables import appointment
 from hms.persistence.database import RequestDb
@@ -20,7 +20,7 @@ from hms.persistence.pages import (
     fetch_page,
     fetch_pages_by_parent,
 )
-from hms.persistence.queries import HOSPITAL, Filtered, Query, keys_in
+from hms.persistence.queries import HOSPITAL, Filtered, Query, eq, gte, lt, one_of
 
 COLUMNS = (
     appointment.c.id,
@@ -50,13 +50,12 @@ APPOINTMENTS = Filtered(
     appointment,
     COLUMNS,
     {
-        "start_from": appointment.c.start_at >= bindparam("start_from"),
-        "start_to": appointment.c.start_at < bindparam("start_to"),
-        "statuses": keys_in(appointment.c.status, "statuses"),
-        "practitioner_id": appointment.c.practitioner_id == bindparam("practitioner_id"),
-        "patient_id": appointment.c.patient_id == bindparam("patient_id"),
+        "start_from": gte("start_at"),
+        "start_to": lt("start_at"),
+        "statuses": one_of("status"),
+        "practitioner_id": eq("practitioner_id"),
+        "patient_id": eq("patient_id"),
     },
-    convert={"statuses": list},
 )
 
 

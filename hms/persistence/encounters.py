@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam
+from sqlalchemy import Row
 
 from hms.models.tables import encounter
 from hms.persistence.database import RequestDb
@@ -20,7 +20,7 @@ from hms.persistence.pages import (
     fetch_page,
     fetch_pages_by_parent,
 )
-from hms.persistence.queries import HOSPITAL, Filtered, Query, keys_in
+from hms.persistence.queries import HOSPITAL, Filtered, Query, eq, gte, lt, one_of
 
 COLUMNS = (
     encounter.c.id,
@@ -46,14 +46,13 @@ ENCOUNTERS = Filtered(
     encounter,
     COLUMNS,
     {
-        "period_from": encounter.c.period_start >= bindparam("period_from"),
-        "period_to": encounter.c.period_start < bindparam("period_to"),
-        "classes": keys_in(encounter.c.class_, "classes"),
-        "statuses": keys_in(encounter.c.status, "statuses"),
-        "patient_id": encounter.c.patient_id == bindparam("patient_id"),
-        "practitioner_id": encounter.c.practitioner_id == bindparam("practitioner_id"),
+        "period_from": gte("period_start"),
+        "period_to": lt("period_start"),
+        "classes": one_of("class_"),
+        "statuses": one_of("status"),
+        "patient_id": eq("patient_id"),
+        "practitioner_id": eq("practitioner_id"),
     },
-    convert={"classes": list, "statuses": list},
 )
 
 

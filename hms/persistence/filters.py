@@ -9,9 +9,6 @@ import dataclasses
 import datetime as dt
 import uuid
 
-from sqlalchemy import ColumnElement, Text, bindparam, or_
-from sqlalchemy.sql.elements import KeyedColumnElement
-
 
 @dataclasses.dataclass(frozen=True)
 class PatientFilter:
@@ -46,16 +43,3 @@ class PractitionerFilter:
     active: bool | None = None
     specialty: str | None = None
     name_prefix: str | None = None
-
-
-def prefix_pattern(prefix: str) -> str | None:
-    """The LIKE pattern of a prefix (wildcards in it are literal); None for no condition."""
-    if not prefix:
-        return None
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def name_prefix(parameter: str, *columns: KeyedColumnElement[str]) -> ColumnElement[bool]:
-    """Case-insensitive prefix match on any of ``columns`` against the pattern ``:parameter``."""
-    pattern = bindparam(parameter, type_=Text)
-    return or_(*(c.ilike(pattern, escape="\\") for c in columns))

@@ -11,9 +11,9 @@ from sqlalchemy import Row, bindparam, func, select
 
 from hms.models.tables import patient
 from hms.persistence.database import RequestDb
-from hms.persistence.filters import PatientFilter, name_prefix, prefix_pattern
+from hms.persistence.filters import PatientFilter
 from hms.persistence.pages import PageRows, PageSpec, SortKey, count, fetch_page
-from hms.persistence.queries import HOSPITAL, Filtered, Query
+from hms.persistence.queries import HOSPITAL, Filtered, Query, eq, gte, lt, prefix
 
 COLUMNS = (
     patient.c.id,
@@ -45,13 +45,12 @@ PATIENTS = Filtered(
     patient,
     COLUMNS,
     {
-        "active": patient.c.active == bindparam("active"),
-        "name_prefix": name_prefix("name_prefix", patient.c.family_name, patient.c.given_name),
-        "created_from": patient.c.created_at >= bindparam("created_from"),
-        "created_to": patient.c.created_at < bindparam("created_to"),
-        "gender": patient.c.gender == bindparam("gender"),
+        "active": eq("active"),
+        "name_prefix": prefix("family_name", "given_name"),
+        "created_from": gte("created_at"),
+        "created_to": lt("created_at"),
+        "gender": eq("gender"),
     },
-    convert={"name_prefix": prefix_pattern},
 )
 
 

@@ -6,13 +6,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam
+from sqlalchemy import Row
 
 from hms.models.tables import practitioner
 from hms.persistence.database import RequestDb
-from hms.persistence.filters import PractitionerFilter, name_prefix, prefix_pattern
+from hms.persistence.filters import PractitionerFilter
 from hms.persistence.pages import PageRows, PageSpec, SortKey, count, fetch_page
-from hms.persistence.queries import HOSPITAL, Filtered, Query
+from hms.persistence.queries import HOSPITAL, Filtered, Query, eq, prefix
 
 COLUMNS = (
     practitioner.c.id,
@@ -29,13 +29,10 @@ PRACTITIONERS = Filtered(
     practitioner,
     COLUMNS,
     {
-        "active": practitioner.c.active == bindparam("active"),
-        "specialty": practitioner.c.specialty == bindparam("specialty"),
-        "name_prefix": name_prefix(
-            "name_prefix", practitioner.c.family_name, practitioner.c.given_name
-        ),
+        "active": eq("active"),
+        "specialty": eq("specialty"),
+        "name_prefix": prefix("family_name", "given_name"),
     },
-    convert={"name_prefix": prefix_pattern},
 )
 
 
