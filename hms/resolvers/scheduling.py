@@ -1,48 +1,25 @@
-"""Appointment, encounter and practitioner reads, root lists and nested ones."""
+"""A practitioner's schedule: the nested appointments connection."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from hms.context import Context
-from hms.persistence import appointments, encounters, practitioners
-from hms.persistence.filters import AppointmentFilter, EncounterFilter, PractitionerFilter
-from hms.resolvers.pagination import Page, PageArgs, anchored, direction, page_spec
-from hms.resolvers.relay import CursorCodec
-
-
-async def appointment_list(
-    ctx: Context, args: PageArgs, f: AppointmentFilter | None, descending: bool
-) -> Page:
-    key = appointments.sort_key(descending=descending)
-    codec = CursorCodec(f"appointments:start:{direction(descending)}")
-    rows = await anchored(appointments.page(ctx.db, f, key, page_spec(ctx.settings, args, codec)))
-    return Page.of(rows, codec, lambda: appointments.total(ctx.db, f))
-
-
-async def encounter_list(ctx: Context, args: PageArgs, f: EncounterFilter | None) -> Page:
-    codec = CursorCodec("encounters")
-    rows = await anchored(encounters.page(ctx.db, f, page_spec(ctx.settings, args, codec)))
-    return Page.of(rows, codec, lambda: encounters.total(ctx.db, f))
-
-
-async def practitioner_list(ctx: Context, args: PageArgs, f: PractitionerFilter | None) -> Page:
-    codec = CursorCodec("practitioners")
-    rows = await anchored(practitioners.page(ctx.db, f, page_spec(ctx.settings, args, codec)))
-    return Page.of(rows, codec, lambda: practitioners.total(ctx.db, f))
+from hms.resolvers.fields import children
+from hms.resolvers.lists import children_of
+from hms.resolvers.pagination import Page
 
 
 async def appointments_of_practitioner(
-    ctx: Context, practitioner_id: uuid.UUID, args: PageArgs, f: AppointmentFilter | None
+    ctx: Context, practitioner_id: uuid.UUID, args: Mapping[str, Any]
 ) -> Page:
-    codec = CursorCodec("practitioner.appointments")
-    rows = await anchored(
-        ctx.loaders.appointments_by_practitioner.load(
-            (practitioner_id, f, page_spec(ctx.settings, args, codec))
-        )
-    )
-    return Page.of(
-        rows,
-        codec,
-        lambda: ctx.loaders.appointment_count_by_practitioner.load((practitioner_id, f)),
+    return await children_of(
+        ctx,
+        practitioner_id,
+        children("Practitioner", "appointments"),
+        args,
+        ctx.loaders.appointments_by_practitioner,
+        ctx.loaders.appointment_count_by_practitioner,
     )

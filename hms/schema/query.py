@@ -6,12 +6,10 @@ from typing import Any
 
 import strawberry
 
-from hms.resolvers import nodes, scheduling
+from hms.resolvers import lists, nodes
 from hms.resolvers import patients as patient_resolvers
 from hms.resolvers.errors import BadUserInput
-from hms.resolvers.pagination import PageArgs
 from hms.schema.types.connection import Connection, connection
-from hms.schema.types.enums import OrderDirection
 from hms.schema.types.inputs import (
     AppointmentFilter,
     AppointmentOrder,
@@ -99,13 +97,9 @@ class Query:
         filter: PatientFilter | None = None,
         order_by: PatientOrder | None = None,
     ) -> Connection[Patient]:
-        order = order_by or PatientOrder()
-        page = await patient_resolvers.patient_list(
-            info.context,
-            PageArgs(first=first, after=after, last=last, before=before),
-            None if filter is None else filter.to_filter(),
-            order.field.value,
-            order.direction is OrderDirection.DESC,
+        args = {"first": first, "after": after, "last": last, "before": before}
+        page = await lists.root_list(
+            info.context, "patients", {**args, "filter": filter, "orderBy": order_by}
         )
         return connection(page, Patient.from_row)
 
@@ -120,12 +114,9 @@ class Query:
         filter: AppointmentFilter | None = None,
         order_by: AppointmentOrder | None = None,
     ) -> Connection[Appointment]:
-        order = order_by or AppointmentOrder()
-        page = await scheduling.appointment_list(
-            info.context,
-            PageArgs(first=first, after=after, last=last, before=before),
-            None if filter is None else filter.to_filter(),
-            order.direction is OrderDirection.DESC,
+        args = {"first": first, "after": after, "last": last, "before": before}
+        page = await lists.root_list(
+            info.context, "appointments", {**args, "filter": filter, "orderBy": order_by}
         )
         return connection(page, Appointment.from_row)
 
@@ -139,11 +130,8 @@ class Query:
         before: str | None = None,
         filter: EncounterFilter | None = None,
     ) -> Connection[Encounter]:
-        page = await scheduling.encounter_list(
-            info.context,
-            PageArgs(first=first, after=after, last=last, before=before),
-            None if filter is None else filter.to_filter(),
-        )
+        args = {"first": first, "after": after, "last": last, "before": before}
+        page = await lists.root_list(info.context, "encounters", {**args, "filter": filter})
         return connection(page, Encounter.from_row)
 
     @strawberry.field(description="By family name, then given name.")
@@ -156,11 +144,8 @@ class Query:
         before: str | None = None,
         filter: PractitionerFilter | None = None,
     ) -> Connection[Practitioner]:
-        page = await scheduling.practitioner_list(
-            info.context,
-            PageArgs(first=first, after=after, last=last, before=before),
-            None if filter is None else filter.to_filter(),
-        )
+        args = {"first": first, "after": after, "last": last, "before": before}
+        page = await lists.root_list(info.context, "practitioners", {**args, "filter": filter})
         return connection(page, Practitioner.from_row)
 
     @strawberry.field

@@ -3,7 +3,8 @@
 They live in one module because they reference each other both ways (a patient's appointments,
 an appointment's patient). Each wraps a database row: plain fields are copied once when the object
 is built, so they resolve without per-field Python work; relations go through the request's
-DataLoaders.
+DataLoaders. Which column a field is, and how it is formatted, comes from
+:data:`hms.resolvers.fields.OBJECTS`, the table the compiled read path writes its SQL from.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import uuid
 from typing import Any
 
 import strawberry
+from strawberry.utils.str_converters import to_camel_case
 
 from hms.context import Context
 from hms.resolvers import patients as patient_resolvers
 from hms.resolvers import scheduling
-from hms.resolvers.pagination import PageArgs
+from hms.resolvers.fields import OBJECTS, Kind, Leaf
 from hms.resolvers.relay import to_global_id
 from hms.schema.types.connection import Connection, connection
 from hms.schema.types.enums import AppointmentStatus, EncounterClass, EncounterStatus, Gender
@@ -26,9 +28,55 @@ from hms.schema.types.inputs import AppointmentFilter, EncounterFilter
 Info = strawberry.Info[Context, None]
 
 
+class RowCopy:
+    """Copies a row's leaf fields into a strawberry object, as ``OBJECTS[type_name]`` maps them.
+
+    Built on first use (the strawberry types must be complete): for each leaf, the Python
+    attribute, the row attribute and how to convert it (a global id, an enum member).
+    """
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+        self._plan: list[tuple[str, str, Any]] | None = None
+
+    def _build(self, cls: type) -> list[tuple[str, str, Any]]:
+        leaves = OBJECTS[self.type_name].fields
+        plan = []
+        for field in cls.__strawberry_definition__.fields:  # type: ignore[attr-defined]
+            name = field.graphql_name or to_camel_case(field.python_name)
+            leaf = leaves.get(name)
+            if not isinstance(leaf, Leaf):
+                continue
+            convert: Any = None
+            if leaf.kind is Kind.NODE_ID:
+                type_name = self.type_name
+                convert = lambda pk, t=type_name: strawberry.ID(to_global_id(t, pk))  # noqa: E731
+            elif leaf.kind is Kind.ENUM:
+                kind = field.type
+                convert = getattr(kind, "of_type", kind).wrapped_cls
+            plan.append((field.python_name, leaf.column, convert))
+        return plan
+
+    def __call__(self, cls: type, row: Any, **private: Any) -> dict[str, Any]:
+        if self._plan is None:
+            self._plan = self._build(cls)
+        values = dict(private)
+        for python_name, column, convert in self._plan:
+            value = getattr(row, column)
+            values[python_name] = value if convert is None or value is None else convert(value)
+        return values
+
+
 @strawberry.interface(description="An object with a globally unique, opaque id (Relay).")
 class Node:
     id: strawberry.ID
+
+
+_HOSPITAL = RowCopy("Hospital")
+_PATIENT = RowCopy("Patient")
+_PRACTITIONER = RowCopy("Practitioner")
+_APPOINTMENT = RowCopy("Appointment")
+_ENCOUNTER = RowCopy("Encounter")
 
 
 @strawberry.type
@@ -39,12 +87,7 @@ class Hospital(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Hospital:
-        return cls(
-            id=strawberry.ID(to_global_id("Hospital", row.id)),
-            slug=row.slug,
-            name=row.name,
-            timezone=row.timezone,
-        )
+        return cls(**_HOSPITAL(cls, row))
 
 
 @strawberry.type
@@ -62,19 +105,7 @@ class Patient(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Patient:
-        return cls(
-            id=strawberry.ID(to_global_id("Patient", row.id)),
-            pk=row.id,
-            mrn=row.mrn,
-            given_name=row.given_name,
-            family_name=row.family_name,
-            birth_date=row.birth_date,
-            gender=Gender(row.gender),
-            active=row.active,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            version=row.version,
-        )
+        return cls(**_PATIENT(cls, row, pk=row.id))
 
     @strawberry.field(description="Newest first.")
     async def appointments(
@@ -84,12 +115,8 @@ class Patient(Node):
         after: str | None = None,
         filter: AppointmentFilter | None = None,
     ) -> Connection[Appointment]:
-        page = await patient_resolvers.appointments_of(
-            info.context,
-            self.pk,
-            PageArgs(first=first, after=after),
-            None if filter is None else filter.to_filter(),
-        )
+        args = {"first": first, "after": after, "filter": filter}
+        page = await patient_resolvers.appointments_of(info.context, self.pk, args)
         return connection(page, Appointment.from_row)
 
     @strawberry.field(description="Newest first.")
@@ -100,12 +127,8 @@ class Patient(Node):
         after: str | None = None,
         filter: EncounterFilter | None = None,
     ) -> Connection[Encounter]:
-        page = await patient_resolvers.encounters_of(
-            info.context,
-            self.pk,
-            PageArgs(first=first, after=after),
-            None if filter is None else filter.to_filter(),
-        )
+        args = {"first": first, "after": after, "filter": filter}
+        page = await patient_resolvers.encounters_of(info.context, self.pk, args)
         return connection(page, Encounter.from_row)
 
 
@@ -119,14 +142,7 @@ class Practitioner(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Practitioner:
-        return cls(
-            id=strawberry.ID(to_global_id("Practitioner", row.id)),
-            pk=row.id,
-            given_name=row.given_name,
-            family_name=row.family_name,
-            specialty=row.specialty,
-            active=row.active,
-        )
+        return cls(**_PRACTITIONER(cls, row, pk=row.id))
 
     @strawberry.field(description="In time order (the practitioner's schedule).")
     async def appointments(
@@ -136,12 +152,8 @@ class Practitioner(Node):
         after: str | None = None,
         filter: AppointmentFilter | None = None,
     ) -> Connection[Appointment]:
-        page = await scheduling.appointments_of_practitioner(
-            info.context,
-            self.pk,
-            PageArgs(first=first, after=after),
-            None if filter is None else filter.to_filter(),
-        )
+        args = {"first": first, "after": after, "filter": filter}
+        page = await scheduling.appointments_of_practitioner(info.context, self.pk, args)
         return connection(page, Appointment.from_row)
 
 
@@ -169,18 +181,9 @@ class Appointment(Node):
     @classmethod
     def from_row(cls, row: Any) -> Appointment:
         return cls(
-            id=strawberry.ID(to_global_id("Appointment", row.id)),
-            pk=row.id,
-            patient_pk=row.patient_id,
-            practitioner_pk=row.practitioner_id,
-            status=AppointmentStatus(row.status),
-            start_at=row.start_at,
-            end_at=row.end_at,
-            reason=row.reason,
-            cancellation_reason=row.cancellation_reason,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            version=row.version,
+            **_APPOINTMENT(
+                cls, row, pk=row.id, patient_pk=row.patient_id, practitioner_pk=row.practitioner_id
+            )
         )
 
     @strawberry.field
@@ -212,19 +215,14 @@ class Encounter(Node):
     @classmethod
     def from_row(cls, row: Any) -> Encounter:
         return cls(
-            id=strawberry.ID(to_global_id("Encounter", row.id)),
-            pk=row.id,
-            patient_pk=row.patient_id,
-            practitioner_pk=row.practitioner_id,
-            appointment_pk=row.appointment_id,
-            status=EncounterStatus(row.status),
-            class_=EncounterClass(row.class_),
-            period_start=row.period_start,
-            period_end=row.period_end,
-            reason=row.reason,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            version=row.version,
+            **_ENCOUNTER(
+                cls,
+                row,
+                pk=row.id,
+                patient_pk=row.patient_id,
+                practitioner_pk=row.practitioner_id,
+                appointment_pk=row.appointment_id,
+            )
         )
 
     @strawberry.field
