@@ -64,7 +64,6 @@ class CursorCodec:
     """Cursors of one connection order (``scope``, e.g. ``"patients:name:asc"``)."""
 
     def __init__(self, scope: str) -> None:
-        self.scope = scope
         self._prefix = f"{scope}:"
 
     def encode(self, row: Any) -> str:

@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 
 from hms.app import create_app
 from hms.models.ids import uuid7
+from hms.security.identity import Tenants
 from hms.security.tokens import issue
 from hms.settings import Settings
 from tests import fixtures
@@ -106,3 +107,11 @@ async def test_production_gives_no_field_suggestions(
         "/graphql", json={"query": query, "variables": variables}, headers=headers
     )
     assert "Did you mean" in dev.text
+
+
+async def test_the_hospital_directory_is_bounded(app: Starlette, dataset: fixtures.Dataset) -> None:
+    tenants = Tenants(app.state.database, size=2)
+    for hospital_id in (dataset.alpha.id, dataset.beta.id, uuid7()):
+        await tenants.exists(hospital_id)
+    assert list(tenants._known) == [dataset.beta.id, next(reversed(tenants._known))]
+    assert len(tenants._known) == 2

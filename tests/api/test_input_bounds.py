@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from hms.limits.inputs import MAX_LIST_ITEMS, MAX_STRING_CHARS
 from tests import fixtures
 from tests.api.writes import CREATE_PATIENT, rows
 from tests.conftest import GraphQL, token
@@ -57,7 +56,7 @@ async def patients_named(database_url: str, hospital: Hospital, mrn_prefix: str)
             {
                 "input": {
                     "mrn": "B-LONG",
-                    "givenName": "A" * (MAX_STRING_CHARS + 1),
+                    "givenName": "A" * (10_001),
                     "familyName": "X",
                 }
             },
@@ -133,11 +132,9 @@ async def test_lists_past_the_maximum_are_refused_not_sent_to_the_driver(
     assert response.status_code == 400
     (error,) = response.json()["errors"]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
-    assert error["message"] == (
-        f"Variable '$f.status' must have at most {MAX_LIST_ITEMS} items, got 40000"
-    )
+    assert error["message"] == "Variable '$f.status' must have at most 100 items, got 40000"
 
-    literal = "[" + ", ".join(["BOOKED"] * (MAX_LIST_ITEMS + 1)) + "]"
+    literal = "[" + ", ".join(["BOOKED"] * 101) + "]"
     response = await post(
         client,
         dataset.alpha,
@@ -147,7 +144,7 @@ async def test_lists_past_the_maximum_are_refused_not_sent_to_the_driver(
     assert response.status_code == 400
     assert "'filter.status' must have at most" in response.json()["errors"][0]["message"]
 
-    at_limit = {"f": {"status": ["BOOKED"] * MAX_LIST_ITEMS}}
+    at_limit = {"f": {"status": ["BOOKED"] * 100}}
     response = await post(client, dataset.alpha, APPOINTMENTS, at_limit)
     assert response.status_code == 200
     assert "errors" not in response.json()
@@ -233,4 +230,43 @@ async def test_control_characters_in_names_are_validation_errors(
     )
     assert body["data"]["createPatient"]["userErrors"][0]["message"] == (
         "Must not contain control characters"
+    )
+
+
+async def test_the_string_limit_is_exact(
+    client: httpx.AsyncClient, dataset: fixtures.Dataset
+) -> None:
+    """10,000 characters pass the floor (and meet the field's own limit), 10,001 do not."""
+    query = "query($m: String!) { patientByMrn(mrn: $m) { id } }"
+    at_limit = await post(client, dataset.alpha, query, {"m": "A" * 10_000})
+    assert at_limit.json()["errors"][0]["extensions"]["argument"] == "mrn"  # the field's limit
+    past = await post(client, dataset.alpha, query, {"m": "A" * 10_001})
+    assert past.json()["errors"][0]["message"] == ("Variable '$m' must be at most 10000 characters")
+
+
+@pytest.mark.parametrize(
+    ("variables", "where"),
+    [
+        ({"ids": ["Zm9v", "bad\x00"]}, "$ids[1]"),
+        ({"ids": ["Zm9v"] * 101}, "$ids"),
+    ],
+)
+async def test_items_of_lists_are_checked_too(
+    client: httpx.AsyncClient, dataset: fixtures.Dataset, variables: dict[str, Any], where: str
+) -> None:
+    response = await post(
+        client, dataset.alpha, "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", variables
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["message"].startswith(f"Variable '{where}'")
+
+
+@pytest.mark.parametrize("key", ["bad\x00key", "k" * 10_001])
+async def test_input_object_keys_are_checked(
+    client: httpx.AsyncClient, dataset: fixtures.Dataset, key: str
+) -> None:
+    response = await post(client, dataset.alpha, APPOINTMENTS, {"f": {key: 1}})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["message"] == (
+        "Variable '$f' has a field name that is not allowed"
     )

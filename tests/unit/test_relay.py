@@ -86,6 +86,19 @@ def test_a_well_formed_id_of_an_unknown_type_is_bad_input() -> None:
         from_global_id(made_up)
 
 
+def test_a_cursor_of_another_scope_of_the_same_length_is_refused() -> None:
+    """The scope check itself, not a uuid that fails to parse after a longer prefix."""
+    cursor = CursorCodec("aaa").encode(_row())
+    with pytest.raises(BadUserInput, match="Invalid cursor in 'after'"):
+        CursorCodec("bbb").decode(cursor, "after")
+
+
+def test_a_long_bad_id_is_quoted_only_in_part() -> None:
+    with pytest.raises(BadUserInput) as caught:
+        from_global_id("x" * 500)
+    assert caught.value.message == f"Invalid ID: {'x' * 64!r} is not a valid object id"
+
+
 def test_cursor_of_another_scope_is_refused() -> None:
     cursor = CursorCodec("patients:name:asc").encode(_row())
     for codec in (CursorCodec("patients:name:desc"), CursorCodec("patients:name")):

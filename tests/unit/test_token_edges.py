@@ -94,3 +94,11 @@ def test_lifetimes_past_the_maximum_are_refused() -> None:
     # A token for ten years, the thing the bound exists for.
     with pytest.raises(AuthError, match="lifetime"):
         verify(SECRET, signed(iat=now, exp=now + 3650 * day))
+
+
+def test_issued_roles_are_deduplicated_and_sorted() -> None:
+    token = issue(
+        SECRET, subject="u", hospital_id=uuid.uuid4(), roles=iter(["front_desk", "admin", "admin"])
+    )
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert claims["roles"] == ["admin", "front_desk"]
