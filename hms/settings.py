@@ -17,6 +17,7 @@ from typing import Literal
 import platformdirs
 
 Env = Literal["dev", "prod"]
+Execution = Literal["compiled", "interpreted"]
 #: RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
 MIN_SECRET_BYTES = 32
 
@@ -95,6 +96,9 @@ class Settings:
     db_startup_timeout: float = 60.0
     #: Tokens whose ``exp`` is further than this after ``iat`` are refused.
     max_token_lifetime: dt.timedelta = dt.timedelta(hours=24)
+    #: ``compiled``: queries the compiler covers run as one SQL statement; ``interpreted``: all
+    #: run on graphql-core with DataLoaders (the compiled path falls back to it per request).
+    execution: Execution = "compiled"
 
     @property
     def is_dev(self) -> bool:
@@ -119,6 +123,11 @@ class Settings:
             for url in env.get("HMS_DATABASE_REPLICA_URLS", "").split(",")
             if url.strip()
         )
+        execution = env.get("HMS_EXECUTION", "compiled") or "compiled"
+        if execution not in ("compiled", "interpreted"):
+            raise SettingsError(
+                f"HMS_EXECUTION must be 'compiled' or 'interpreted', got {execution!r}"
+            )
         data_dir = env.get("HMS_DATA_DIR")
         return cls(
             env="dev" if is_dev else "prod",
@@ -141,6 +150,7 @@ class Settings:
             write_timeout=_seconds(env, "HMS_WRITE_TIMEOUT", 15.0),
             db_connect_timeout=_seconds(env, "HMS_DB_CONNECT_TIMEOUT", 5.0),
             db_startup_timeout=_seconds(env, "HMS_DB_STARTUP_TIMEOUT", 60.0, minimum=0),
+            execution="compiled" if execution == "compiled" else "interpreted",
             max_token_lifetime=dt.timedelta(
                 hours=_seconds(env, "HMS_MAX_TOKEN_LIFETIME_HOURS", 24.0, minimum=0.01)
             ),

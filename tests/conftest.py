@@ -87,6 +87,19 @@ async def app(settings: Settings, dataset: fixtures.Dataset) -> AsyncIterator[St
 
 
 @pytest.fixture(scope="session")
+async def interpreted_app(
+    settings: Settings, dataset: fixtures.Dataset
+) -> AsyncIterator[Starlette]:
+    """The same app with every operation on the interpreted path (HMS_EXECUTION=interpreted)."""
+    application = create_app(settings.with_(execution="interpreted"))
+    async with application.router.lifespan_context(application):
+        tenants = application.state.pipeline.authenticator.tenants
+        for hospital in (dataset.alpha, dataset.beta):
+            assert await tenants.exists(hospital.id)
+        yield application
+
+
+@pytest.fixture(scope="session")
 async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://hms.test") as http:
@@ -101,9 +114,25 @@ GraphQL = Callable[..., Awaitable[dict[str, Any]]]
 
 
 @pytest.fixture(scope="session")
+async def interpreted_client(interpreted_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=interpreted_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hms.test") as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
 def gql(client: httpx.AsyncClient, dataset: fixtures.Dataset) -> GraphQL:
     """POST a query as an admin of ``hospital`` (alpha by default); return the JSON body."""
+    return graphql_over(client, dataset)
 
+
+@pytest.fixture(scope="session")
+def igql(interpreted_client: httpx.AsyncClient, dataset: fixtures.Dataset) -> GraphQL:
+    """Like ``gql``, on the interpreted path."""
+    return graphql_over(interpreted_client, dataset)
+
+
+def graphql_over(client: httpx.AsyncClient, dataset: fixtures.Dataset) -> GraphQL:
     async def run(
         query: str,
         variables: dict[str, Any] | None = None,

@@ -1,4 +1,5 @@
-"""Count the SQL statements the app sends, through SQLAlchemy's cursor events."""
+"""Count the SQL statements the app sends: SQLAlchemy's cursor events, and the compiled reads
+that go to asyncpg directly (``hms.persistence.database.OBSERVERS``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hms.persistence.database import OBSERVERS
 
 
 @contextlib.contextmanager
@@ -21,7 +24,10 @@ def recorded(engine: AsyncEngine) -> Iterator[list[str]]:
             statements.append(statement)
 
     event.listen(engine.sync_engine, "before_cursor_execute", before)
+    raw = OBSERVERS.setdefault(engine, [])
+    raw.append(statements.append)
     try:
         yield statements
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", before)
+        raw.remove(statements.append)

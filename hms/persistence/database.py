@@ -22,9 +22,11 @@ import asyncio
 import contextlib
 import itertools
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import Executable, Row, text
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -61,6 +63,13 @@ _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
 _TIMEOUT_STATES = ("57014", "25P03")
 
 
+#: Engine -> callables given the text of each statement sent past SQLAlchemy (whose own
+#: statements its events show); tests count statements with them (tests/statements.py).
+OBSERVERS: weakref.WeakKeyDictionary[AsyncEngine, list[Callable[[str], None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class RequestClosed(RuntimeError):
     """A statement was attempted after the request's transaction ended."""
 
@@ -85,8 +94,12 @@ class StatementTimeout(DatabaseFailure):
 
 
 def _sqlstate(error: BaseException) -> str | None:
-    state = getattr(getattr(error, "orig", None), "sqlstate", None)
-    return state if isinstance(state, str) else None
+    # SQLAlchemy wraps the driver's error (``orig``); the compiled path sees asyncpg's own.
+    for candidate in (getattr(error, "orig", None), error):
+        state = getattr(candidate, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return None
 
 
 def classify(error: BaseException) -> DatabaseFailure | None:
@@ -100,12 +113,14 @@ def classify(error: BaseException) -> DatabaseFailure | None:
         return DatabaseUnavailable("no database connection became free in time")
     if isinstance(error, OSError | ConnectionError):
         return DatabaseUnavailable(f"cannot reach the database ({type(error).__name__})")
-    if isinstance(error, DBAPIError):
+    if isinstance(error, asyncpg.InterfaceError | asyncpg.PostgresConnectionError):
+        return DatabaseUnavailable(f"the database connection failed ({type(error).__name__})")
+    if isinstance(error, DBAPIError | asyncpg.PostgresError):
         state = _sqlstate(error)
         if state is not None and state.startswith(_TIMEOUT_STATES):
             return StatementTimeout("statement cancelled at the request deadline", state)
         if (
-            error.connection_invalidated
+            getattr(error, "connection_invalidated", False)
             or isinstance(error, InterfaceError)
             or (state is not None and state.startswith(_UNAVAILABLE_STATES))
         ):
@@ -286,6 +301,22 @@ class RequestDb:
     async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
         row = await self.one_or_none(statement, params)
         return None if row is None else row[0]
+
+    async def fetch_json(self, sql: str, params: Sequence[Any]) -> tuple[str, bool]:
+        """Run a compiled read (``SELECT <data as text>, <ok>``) on the raw asyncpg connection.
+
+        No SQLAlchemy on this path: the text goes to asyncpg as it is (prepared once per
+        connection by asyncpg's statement cache) and the JSON comes back as a string.
+        """
+
+        async def step(conn: AsyncConnection) -> tuple[str, bool]:
+            raw = await conn.get_raw_connection()
+            record = await raw.driver_connection.fetchrow(sql, *params)  # type: ignore[union-attr]
+            return record[0], record[1]
+
+        for observe in OBSERVERS.get(self.engine, ()):
+            observe(sql)
+        return await self._run(step)
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

@@ -1,10 +1,10 @@
 """A connection's arguments → what to read: the filtered query, the order, the page, the cursors.
 
 Both execution paths start here: the interpreted path fetches the page with it, the compiler
-writes it into its one statement. Arguments arrive as graphql-core coerces them (GraphQL names;
-``filter`` and ``orderBy`` are the schema's input objects, used through ``to_filter()`` and
-``.field``/``.direction``), and every rule that can refuse them (page sizes, cursors, string
-limits) runs here, before any SQL.
+writes it into its one statement. Arguments arrive as the resolvers receive them from strawberry
+(Python names; ``filter`` and ``order_by`` are the schema's input objects, used through
+``to_filter()`` and ``.field``/``.direction``), and every rule that can refuse them (page sizes,
+cursors, string limits) runs here, before any SQL.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def root_request(
     settings: Settings, hospital_id: uuid.UUID, field: str, args: Mapping[str, Any]
 ) -> ListRequest:
     spec = ROOT_LISTS[field]
-    key, scope = spec.order(args.get("orderBy"))
+    key, scope = spec.order(args.get("order_by"))
     codec = CursorCodec(scope)
     page = page_spec(
         settings,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
+from graphql import GraphQLField
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types.arguments import convert_arguments
 
 from hms.schema.mutation import Mutation
 from hms.schema.query import Query
@@ -17,4 +21,15 @@ schema = strawberry.Schema(
     config=StrawberryConfig(scalar_map=SCALARS),
 )
 
-__all__ = ["schema"]
+
+def arguments(field: GraphQLField, values: dict[str, Any]) -> dict[str, Any]:
+    """A field's coerced GraphQL arguments as its resolver receives them from strawberry:
+    Python names, input objects as their classes, enums as members. The compiled read path
+    reads arguments through this, so both paths see the same values."""
+    definition = field.extensions["strawberry-definition"]
+    return convert_arguments(
+        values, definition.arguments, schema.schema_converter.scalar_registry, schema.config
+    )
+
+
+__all__ = ["arguments", "schema"]

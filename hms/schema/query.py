@@ -99,7 +99,7 @@ class Query:
     ) -> Connection[Patient]:
         args = {"first": first, "after": after, "last": last, "before": before}
         page = await lists.root_list(
-            info.context, "patients", {**args, "filter": filter, "orderBy": order_by}
+            info.context, "patients", {**args, "filter": filter, "order_by": order_by}
         )
         return connection(page, Patient.from_row)
 
@@ -116,7 +116,7 @@ class Query:
     ) -> Connection[Appointment]:
         args = {"first": first, "after": after, "last": last, "before": before}
         page = await lists.root_list(
-            info.context, "appointments", {**args, "filter": filter, "orderBy": order_by}
+            info.context, "appointments", {**args, "filter": filter, "order_by": order_by}
         )
         return connection(page, Appointment.from_row)
 

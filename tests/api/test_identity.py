@@ -55,7 +55,7 @@ async def test_known_hospitals_cost_no_lookup_per_request(
             headers={"Authorization": f"Bearer {token(dataset.alpha)}"},
         )
     assert response.json() == {"data": {"viewer": {"userId": "tester"}}}
-    assert statements == []
+    assert not any("hospital" in statement for statement in statements)
 
 
 async def test_a_token_living_past_the_maximum_is_401(client: httpx.AsyncClient) -> None:

@@ -103,12 +103,12 @@ async def test_node_and_nodes_resolve_every_type(gql: GraphQL, dataset: fixtures
 
 
 async def test_nodes_batch_one_statement_per_type(
-    gql: GraphQL, app: Starlette, dataset: fixtures.Dataset
+    igql: GraphQL, interpreted_app: Starlette, dataset: fixtures.Dataset
 ) -> None:
     wanted = [to_global_id("Patient", pk) for pk in dataset.alpha.patients[:10]]
     wanted += [to_global_id("Practitioner", pk) for pk in dataset.alpha.practitioners]
-    with recorded(app.state.database.primary) as statements:
-        body = await gql("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": wanted})
+    with recorded(interpreted_app.state.database.primary) as statements:
+        body = await igql("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": wanted})
     assert [n["id"] for n in body["data"]["nodes"]] == wanted
     assert len(statements) == 2  # one for the ten patients, one for the three practitioners
 
