@@ -95,14 +95,19 @@ def _prod_settings(url: str, secret: str) -> Settings:
 
 
 async def count_statements(
-    url: str, secret: str, token: str, work: Sequence[load.Workload]
+    url: str,
+    secret: str,
+    token: str,
+    work: Sequence[load.Workload],
+    *,
+    execution: str = "compiled",
 ) -> dict[str, float]:
     """Data statements per request, counted on an in-process app exactly as the tests count them.
 
     pg_stat_statements would count on the server, but it needs ``shared_preload_libraries`` and a
     restart; the SQLAlchemy cursor hook sees every statement the app sends, which is the same set.
     """
-    app = create_app(_prod_settings(url, secret))
+    app = create_app(_prod_settings(url, secret).with_(execution=execution))
     headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
     counts: dict[str, float] = {}
     async with (

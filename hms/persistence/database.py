@@ -303,20 +303,68 @@ class RequestDb:
         return None if row is None else row[0]
 
     async def fetch_json(self, sql: str, params: Sequence[Any]) -> tuple[str, bool]:
-        """Run a compiled read (``SELECT <data as text>, <ok>``) on the raw asyncpg connection.
+        """Run a compiled read (``SELECT <data as text>, <ok>``) in a transaction of its own.
 
-        No SQLAlchemy on this path: the text goes to asyncpg as it is (prepared once per
-        connection by asyncpg's statement cache) and the JSON comes back as a string.
+        The whole request is this one statement, so it needs none of SQLAlchemy: on the pooled
+        connection's asyncpg connection, one round trip opens a READ ONLY transaction and binds
+        role, tenant and deadline (a simple-query message may carry several statements; every
+        value in it is ours and checked: a UUID, an integer), a second runs the statement
+        (prepared once per connection by asyncpg's cache, planned once per connection with a
+        generic plan), a third ends the transaction. The JSON comes back as text. If the
+        interpreted path must answer after all, it opens a transaction of its own.
         """
-
-        async def step(conn: AsyncConnection) -> tuple[str, bool]:
-            raw = await conn.get_raw_connection()
-            record = await raw.driver_connection.fetchrow(sql, *params)  # type: ignore[union-attr]
-            return record[0], record[1]
-
+        if self.readonly is False:
+            raise RuntimeError("compiled reads run in read-only requests only")
         for observe in OBSERVERS.get(self.engine, ()):
             observe(sql)
-        return await self._run(step)
+        async with self._lock:
+            if self._closed:
+                raise RequestClosed()
+            self._holder = asyncio.current_task()
+            try:
+                return await self._fetch_json(sql, params)
+            except Exception as error:
+                failure = classify(error)
+                if failure is None:
+                    raise
+                if self.failure is None:
+                    self.failure = failure
+                raise failure from None
+            finally:
+                self._holder = None
+
+    async def _fetch_json(self, sql: str, params: Sequence[Any]) -> tuple[str, bool]:
+        tenant = "" if self.hospital_id is None else str(uuid.UUID(str(self.hospital_id)))
+        timeout = int(self._timeout_ms())
+        begin = (
+            "BEGIN READ ONLY; SELECT"
+            f" set_config('role', '{APP_ROLE}', true),"
+            f" set_config('app.hospital_id', '{tenant}', true),"
+            f" set_config('statement_timeout', '{timeout}', true),"
+            f" set_config('idle_in_transaction_session_timeout', '{timeout}', true),"
+            " set_config('plan_cache_mode', 'force_generic_plan', true)"
+        )
+        for attempt in (1, 2):
+            conn = await self.engine.connect()
+            try:
+                raw: Any = (await conn.get_raw_connection()).driver_connection
+                try:
+                    await raw.execute(begin)
+                except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+                    # A connection a database restart left stale: nothing ran yet, retry once.
+                    await conn.invalidate()
+                    if attempt == 1:
+                        continue
+                    raise
+                try:
+                    record = await raw.fetchrow(sql, *params)
+                finally:
+                    if not raw.is_closed():
+                        await raw.execute("ROLLBACK")
+                return record[0], record[1]
+            finally:
+                await conn.close()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

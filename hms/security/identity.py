@@ -13,6 +13,7 @@ import datetime as dt
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 
 from hms.context import Principal
 from hms.persistence import hospitals
@@ -31,8 +32,10 @@ class Tenants:
         missing_ttl: float = 30.0,
         size: int = 10_000,
         timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.database = database
+        self.clock = clock
         self.found_ttl = found_ttl
         self.missing_ttl = missing_ttl
         self.size = size
@@ -40,7 +43,7 @@ class Tenants:
         self._known: OrderedDict[uuid.UUID, tuple[bool, float]] = OrderedDict()
 
     async def exists(self, hospital_id: uuid.UUID) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         known = self._known.get(hospital_id)
         if known is not None and known[1] > now:
             return known[0]

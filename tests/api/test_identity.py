@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -115,3 +116,57 @@ async def test_the_hospital_directory_is_bounded(app: Starlette, dataset: fixtur
         await tenants.exists(hospital_id)
     assert list(tenants._known) == [dataset.beta.id, next(reversed(tenants._known))]
     assert len(tenants._known) == 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_answers_are_remembered_found_for_minutes_missing_for_seconds(
+    app: Starlette, database_url: str
+) -> None:
+    clock = Clock()
+    tenants = Tenants(app.state.database, found_ttl=300, missing_ttl=30, clock=clock)
+    ward = fixtures.HospitalData(id=uuid7(), slug=f"late-{uuid7().hex[-8:]}")
+    primary = app.state.database.primary
+    assert not await tenants.exists(ward.id)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO hospital (id, slug, name) VALUES ($1, $2, 'Late')", ward.id, ward.slug
+        )
+    finally:
+        await conn.close()
+    clock.now += 29.9
+    with recorded(primary) as statements:
+        assert not await tenants.exists(ward.id)  # still the remembered answer
+    assert statements == []
+    clock.now += 0.2
+    with recorded(primary) as statements:
+        assert await tenants.exists(ward.id)  # asked again after 30 s
+    assert len(statements) == 1
+    clock.now += 299.9
+    with recorded(primary) as statements:
+        assert await tenants.exists(ward.id)
+    assert statements == []
+    clock.now += 0.2
+    with recorded(primary) as statements:
+        assert await tenants.exists(ward.id)
+    assert len(statements) == 1
+
+
+async def test_the_lookup_reads_the_primary_even_with_replicas(
+    settings: Settings, database_url: str, dataset: fixtures.Dataset
+) -> None:
+    """A hospital created a moment ago may not be on a replica yet."""
+    app = create_app(settings.with_(database_replica_urls=(database_url,)))
+    async with app.router.lifespan_context(app):
+        database = app.state.database
+        with recorded(database.primary) as on_primary, recorded(database.replicas[0]) as on_replica:
+            assert await Tenants(database).exists(dataset.alpha.id)
+    assert len(on_primary) == 1
+    assert on_replica == []

@@ -270,3 +270,19 @@ async def test_input_object_keys_are_checked(
     assert response.json()["errors"][0]["message"] == (
         "Variable '$f' has a field name that is not allowed"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (5, "DateTime must be a string like 2027-03-01T09:00:00+01:00"),
+        ("yesterday", "DateTime must be RFC 3339, like 2027-03-01T09:00:00+01:00"),
+        ("2027-03-01T09:00:00", "DateTime needs a UTC offset (RFC 3339), like +00:00 or Z"),
+    ],
+)
+async def test_datetimes_that_are_not_rfc_3339_instants_are_refused(
+    client: httpx.AsyncClient, dataset: fixtures.Dataset, value: Any, message: str
+) -> None:
+    response = await post(client, dataset.alpha, APPOINTMENTS, {"f": {"startFrom": value}})
+    assert response.status_code == 400
+    assert message in response.json()["errors"][0]["message"]
