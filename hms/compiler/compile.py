@@ -449,7 +449,9 @@ class _Compiler:
         if not paged:
             return body
         rows = self.page(mapping, compiled, at, where, limit)
-        return f"(SELECT {body} FROM ({rows}) {p})"
+        # GROUP BY (): exactly one row, also when the page is empty or nothing selected
+        # aggregates over it (every reference to the rows is inside an aggregate).
+        return f"(SELECT {body} FROM ({rows}) {p} GROUP BY ())"
 
     def page(
         self,

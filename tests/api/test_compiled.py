@@ -270,3 +270,51 @@ async def test_the_nested_dashboard_plan(app: Starlette, gql: GraphQL) -> None:
     (plan,) = plans_of(compiler, NESTED)
     expected = (SNAPSHOTS / "nested.sql").read_text().strip()
     assert plan.sql == expected
+
+
+BASE = (
+    "{ patients(first: 4) { edges { node { mrn givenName appointments(first: 2) {"
+    " edges { node { status practitioner { familyName } } } } } } } }"
+)
+REWRITES = [
+    # fragments, named and inline
+    "{ patients(first: 4) { edges { node { ...P } } } }"
+    " fragment P on Patient { mrn givenName appointments(first: 2) { ...A } }"
+    " fragment A on AppointmentConnection {"
+    " edges { node { status practitioner { familyName } } } }",
+    "{ patients(first: 4) { edges { node { ... on Patient { mrn } givenName"
+    " appointments(first: 2) { edges { ... on AppointmentEdge { node { status"
+    " practitioner { ... { familyName } } } } } } } } } }",
+    # duplicated fields merge
+    "{ patients(first: 4) { edges { node { mrn mrn givenName appointments(first: 2) {"
+    " edges { node { status } } } appointments(first: 2) { edges { node { status"
+    " practitioner { familyName } practitioner { familyName } } } } } } } }",
+    # a field skipped and included again
+    "{ patients(first: 4) { edges { node { mrn givenName birthDate @skip(if: true)"
+    " appointments(first: 2) @include(if: true) { edges { node { status"
+    " practitioner { familyName } } } } } } } }",
+]
+
+
+@pytest.mark.parametrize("rewrite", REWRITES)
+async def test_rewriting_a_selection_changes_nothing(gql: GraphQL, rewrite: str) -> None:
+    """Metamorphic: fragments, duplicates and directives that cancel out give the same JSON."""
+    assert orjson.dumps(await gql(rewrite)) == orjson.dumps(await gql(BASE))
+
+
+async def test_aliases_rename_keys_and_nothing_else(gql: GraphQL) -> None:
+    aliased = (
+        "{ p: patients(first: 4) { e: edges { n: node { m: mrn givenName"
+        " a: appointments(first: 2) { edges { node { s: status practitioner { familyName } } } }"
+        " } } } }"
+    )
+    renamed = (
+        orjson.dumps(await gql(aliased))
+        .replace(b'"p":', b'"patients":')
+        .replace(b'"e":', b'"edges":')
+        .replace(b'"n":', b'"node":')
+        .replace(b'"m":', b'"mrn":')
+        .replace(b'"a":', b'"appointments":')
+        .replace(b'"s":', b'"status":')
+    )
+    assert renamed == orjson.dumps(await gql(BASE))
