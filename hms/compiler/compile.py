@@ -54,6 +54,11 @@ from hms.settings import Settings
 
 #: Days counted as "new" by patientStats (as hms.persistence.patients.stats counts them).
 NEW_PATIENT_DAYS = 30
+#: The Query fields the compiler translates (tests/unit/test_fields.py checks every field of
+#: Query is here): the four root connections and these.
+ROOT_FIELDS = frozenset(
+    {*ROOT_LISTS, "patient", "patientByMrn", "node", "nodes", "viewer", "patientStats"}
+)
 
 
 class NotCovered(Exception):
