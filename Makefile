@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck layers unit schema bench bench-writes mutate clean
+.PHONY: install run test lint typecheck layers unit schema bench bench-writes bench-paths mutate clean
 
 # The venv is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -41,6 +41,11 @@ bench: $(STAMP)
 
 bench-writes: $(STAMP)
 	$(BIN)/python -m bench.writes
+
+## Compiled vs interpreted vs the hand-written floor, driven by hey (installed if missing).
+bench-paths: $(STAMP)
+	@command -v hey >/dev/null || apt-get install -y -q hey
+	$(BIN)/python -m bench.paths --profile medium
 
 ## Mutation-test one module (slow, not part of `make test`): which small bugs do its tests miss?
 ## make mutate MODULE=hms/persistence/pages.py [TESTS="tests/unit tests/api/test_reads.py"]
