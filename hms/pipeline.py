@@ -409,15 +409,19 @@ class Pipeline:
         """The reply of the compiled statement, or None to run the interpreted path instead."""
         assert self.compiler is not None
         assert document.ast is not None
-        compiled = self.compiler.prepare(
-            document.ast,
-            operation,
-            request.variables,
-            hospital_id=principal.hospital_id,
-            subject=principal.subject,
-            roles=sorted(principal.roles),
-            now=now,
-        )
+        try:
+            compiled = self.compiler.prepare(
+                document.ast,
+                operation,
+                request.variables,
+                hospital_id=principal.hospital_id,
+                subject=principal.subject,
+                roles=sorted(principal.roles),
+                now=now,
+            )
+        except Exception as error:  # a compiler bug must not cost the request: run interpreted
+            log_failure(log, "compiling a query failed; answered interpreted", error)
+            return None
         if compiled is None:
             return None
         data, ok = await db.fetch_json(compiled.sql, compiled.params)

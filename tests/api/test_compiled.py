@@ -16,6 +16,7 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 
+import hms.compiler
 from hms.resolvers.relay import CursorCodec, to_global_id
 from tests import fixtures
 from tests.api.test_batching import NESTED
@@ -318,3 +319,22 @@ async def test_aliases_rename_keys_and_nothing_else(gql: GraphQL) -> None:
         .replace(b'"s":', b'"status":')
     )
     assert renamed == orjson.dumps(await gql(BASE))
+
+
+async def test_a_compiler_failure_costs_the_request_nothing(
+    gql: GraphQL,
+    igql: GraphQL,
+    app: Starlette,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in the compiler is logged and the interpreted path answers instead."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a compiler bug")
+
+    monkeypatch.setattr(hms.compiler, "compile_plan", broken)
+    query = "{ practitioners(first: 2, filter: {active: false}) { totalCount } }"
+    body = await gql(query)
+    assert body == await igql(query)
+    assert "compiling a query failed" in caplog.text
