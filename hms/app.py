@@ -42,7 +42,7 @@ def create_app(settings: Settings) -> Starlette:
         cache = cache_from_url(settings.redis_url)
         app.state.database = database
         app.state.cache = cache
-        app.state.metrics = Metrics()
+        app.state.metrics = metrics = Metrics()
         app.state.demo_tokens = {}
         authenticator = Authenticator(
             secret, Tenants(database), max_lifetime=settings.max_token_lifetime
@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> Starlette:
             database=database,
             cache=cache,
             authenticator=authenticator,
+            metrics=metrics,
         )
         app.state.pipeline = pipeline
         app.state.endpoint = GraphQLEndpoint(pipeline, max_body_bytes=settings.max_body_bytes)

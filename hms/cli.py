@@ -1,4 +1,4 @@
-"""The ``hms`` command: serve, db upgrade, seed, token, export-schema.
+"""The ``hms`` command: serve, db upgrade, seed, token, documents, export-schema.
 
 This is the edge where settings are read from the environment (once) and the embedded defaults
 (private PostgreSQL, dev token secret) are resolved before anything else starts.
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import datetime as dt
 import gc
+import json
 import logging
 import os
 import secrets
@@ -18,6 +19,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -249,6 +251,117 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _validator(settings: Settings) -> tuple[Any, Any]:
+    from hms.documents import DocumentCache
+    from hms.limits.inputs import InputLimitsRule
+    from hms.schema import schema
+
+    documents = DocumentCache(
+        schema._schema,
+        size=100_000,
+        introspection=settings.introspection,
+        max_tokens=settings.max_query_tokens,
+        extra_rules=(InputLimitsRule,),
+    )
+    return schema._schema, documents
+
+
+def cmd_documents_push(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.documents.manifest import check
+    from hms.persistence import documents
+
+    try:
+        manifest = json.loads(Path(args.manifest).read_text())
+        graphql_schema, validator = _validator(settings)
+        checked = check(manifest, graphql_schema, validator)
+    except (OSError, ValueError) as error:
+        _say(f"cannot read {args.manifest}: {error}")
+        return 2
+    if checked.problems:
+        _say(f"refused {args.manifest}: {len(checked.problems)} bad document(s), none pushed")
+        for problem in checked.problems:
+            _say(f"  {problem}")
+        return 2
+    settings = resolve(settings)
+    assert settings.database_url is not None
+    migrate.upgrade(settings.database_url)
+    new = asyncio.run(
+        _with_engine(
+            settings.database_url,
+            lambda engine: documents.push(engine, checked.entries, args.client, args.app_version),
+        )
+    )
+    _say(f"pushed {len(checked.entries)} document(s) from {args.manifest}: {new} new")
+    return 0
+
+
+def cmd_documents_list(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.persistence import documents
+
+    settings = resolve(settings)
+    assert settings.database_url is not None
+    rows = asyncio.run(_with_engine(settings.database_url, documents.listed))
+    for row in rows:
+        state = "retired" if row.retired_at else "active"
+        clients = ",".join(row.client_names) or "-"
+        versions = ",".join(row.app_versions) or "-"
+        print(
+            f"{row.id}  {state:7}  {row.operation_type:8}  {row.operation_name or '-'}"
+            f"  clients={clients}  versions={versions}"
+        )
+    return 0
+
+
+def cmd_documents_retire(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.persistence import documents
+
+    settings = resolve(settings)
+    assert settings.database_url is not None
+    when = dt.datetime.now(dt.UTC)
+    found = asyncio.run(
+        _with_engine(settings.database_url, lambda engine: documents.retire(engine, args.id, when))
+    )
+    if not found:
+        _say(f"no active document {args.id}")
+        return 2
+    _say(f"retired {args.id}")
+    return 0
+
+
+def cmd_documents_check(settings: Settings, args: argparse.Namespace) -> int:
+    """Every active registered document still valid against this server's schema."""
+    from hms.persistence import documents
+
+    settings = resolve(settings)
+    assert settings.database_url is not None
+    rows = asyncio.run(_with_engine(settings.database_url, documents.listed))
+    _, validator = _validator(settings)
+    broken = []
+    for row in rows:
+        if row.retired_at is None:
+            document = validator.get(row.body)
+            if document.errors:
+                broken.append(
+                    f"  {row.id} ({row.operation_name or 'anonymous'}):"
+                    f" {document.errors[0].message}"
+                )
+    if broken:
+        _say(f"{len(broken)} registered document(s) no longer valid against the schema:")
+        for line in broken:
+            _say(line)
+        return 2
+    _say(f"{sum(row.retired_at is None for row in rows)} active document(s), all valid")
+    return 0
+
+
+async def _with_engine(database_url: str, work: Any) -> Any:
+    engine = create_async_engine(async_url(database_url))
+    try:
+        return await work(engine)
+    finally:
+        await engine.dispose()
+
+
 def cmd_export_schema(settings: Settings, args: argparse.Namespace) -> int:
     from hms.schema import schema
 
@@ -287,6 +400,23 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--subject", default="demo")
     token.add_argument("--ttl-hours", type=float, default=12.0)
     token.set_defaults(run=cmd_token)
+
+    docs = commands.add_parser("documents", help="the registry of trusted documents")
+    doc_commands = docs.add_subparsers(dest="documents_command", required=True)
+    push = doc_commands.add_parser("push", help="register an Apollo or Relay manifest")
+    push.add_argument("manifest", help="Apollo persisted query manifest or Relay map (JSON)")
+    push.add_argument("--client", help="client application name (apollographql-client-name)")
+    push.add_argument("--app-version", help="the app version that ships these documents")
+    push.set_defaults(run=cmd_documents_push)
+    doc_commands.add_parser("list", help="every registered document").set_defaults(
+        run=cmd_documents_list
+    )
+    retire = doc_commands.add_parser("retire", help="stop serving a document by id")
+    retire.add_argument("id", help="sha256:<hex>")
+    retire.set_defaults(run=cmd_documents_retire)
+    doc_commands.add_parser(
+        "check", help="fail if an active document no longer validates against the schema"
+    ).set_defaults(run=cmd_documents_check)
 
     export = commands.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument("output", nargs="?", default="schema.graphql", help="path, or - for stdout")

@@ -50,13 +50,16 @@ from graphql import (
 )
 from graphql.execution import Middleware
 
+from hms.cache import keys
 from hms.cache.backend import Cache
 from hms.compiler import Compiler
 from hms.context import Context, Principal
 from hms.documents import Document, DocumentCache
+from hms.documents.persisted import DocumentStore, Mode, PersistedRef, document_id
 from hms.limits.inputs import InputLimitError, InputLimitsRule, check_variables
 from hms.loaders import Loaders
 from hms.observability.logs import log_failure
+from hms.observability.metrics import Metrics
 from hms.persistence import idempotency as idempotency_keys
 from hms.persistence.database import (
     Database,
@@ -83,7 +86,7 @@ RETRY_AFTER = 2
 class GraphQLRequest:
     """One GraphQL-over-HTTP request, already read and shape-checked by the HTTP layer."""
 
-    query: str
+    query: str | None
     variables: Mapping[str, Any] | None = None
     operation_name: str | None = None
     method: str = "POST"
@@ -91,6 +94,10 @@ class GraphQLRequest:
     media_type: str = JSON
     authorization: str | None = None
     idempotency_key: str | None = None
+    #: The document id the request names (APQ hash, documentId or doc_id), if any.
+    persisted: PersistedRef | None = None
+    #: The client application (``apollographql-client-name``): it picks the document mode.
+    client_name: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -133,6 +140,26 @@ class Failure(Exception):
 
 def bad_request(message: str, code: str = "BAD_REQUEST", status: int = 400) -> Failure:
     return Failure(message, code, status)
+
+
+def not_in_list() -> Failure:
+    return Failure(
+        "This document is not in the list of documents this client may run",
+        "PERSISTED_QUERY_NOT_IN_LIST",
+        403,
+    )
+
+
+#: Refusals counted by hms_documents_rejected_total.
+PERSISTED_CODES = frozenset(
+    {
+        "PERSISTED_QUERY_NOT_FOUND",
+        "PERSISTED_QUERY_NOT_IN_LIST",
+        "PERSISTED_QUERY_ID_REQUIRED",
+        "PERSISTED_QUERY_NOT_SUPPORTED",
+        "CANNOT_SEND_PQ_ID_AND_BODY",
+    }
+)
 
 
 def unavailable(message: str) -> Failure:
@@ -205,12 +232,19 @@ class Pipeline:
         cache: Cache,
         authenticator: Authenticator,
         middleware: Middleware | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.schema = schema
         self.settings = settings
         self.database = database
         self.cache = cache
         self.authenticator = authenticator
+        self.metrics = metrics or Metrics()
+        self.store = DocumentStore(
+            cache,
+            database,
+            count=lambda tier, outcome: self.metrics.documents.labels(tier, outcome).inc(),
+        )
         #: graphql-core middleware; None in production (a per-field hook costs on every field).
         #: Tests inject faults through it.
         self.middleware = middleware
@@ -228,14 +262,106 @@ class Pipeline:
     async def run(self, request: GraphQLRequest) -> Reply:
         try:
             principal = await self.authenticate(request.authorization)
-            document, operation = self.document(request)
+            text = await self.document_text(request, principal)
+            document, operation = self.document(request, text)
+            if request.persisted is not None and request.query is not None:
+                await self.register(request, principal, text)
             self.check_inputs(request)
-            return await self.execute(request, principal, document, operation)
+            reply = await self.execute(request, principal, document, operation, text)
         except Failure as failure:
             # An answer, not a fault: its traceback is never shown, and the frames on it can
             # hold the failure itself (a cycle only the collector would free).
             failure.__traceback__ = None
+            if failure.code in PERSISTED_CODES:
+                self.metrics.document_rejections.labels(failure.code).inc()
             return failure_reply(failure, request.media_type)
+        # Only reference data may be kept by the client, and only from a GET (hms.documents
+        # .caching); everything else, patient data above all, is not stored anywhere.
+        cacheable = request.method == "GET" and reply.status == 200 and document.max_age
+        control = f"private, max-age={document.max_age}" if cacheable else "no-store"
+        return dataclasses.replace(reply, headers={**reply.headers, "Cache-Control": control})
+
+    def mode(self, client_name: str | None) -> Mode:
+        name = self.settings.document_modes.get(client_name or "", self.settings.document_mode)
+        return Mode(name)  # type: ignore[arg-type]  # checked by Settings
+
+    async def document_text(self, request: GraphQLRequest, principal: Principal) -> str:
+        """The document to run: the request's own text, or the body its id names.
+
+        Which a client may send depends on its mode (hms.documents.persisted.Mode).
+        """
+        mode = self.mode(request.client_name)
+        ref, text = request.persisted, request.query
+        if ref is not None and text is not None:
+            if ref.protocol != "apq":
+                raise bad_request(
+                    "Send either a document id or the document, not both",
+                    code="CANNOT_SEND_PQ_ID_AND_BODY",
+                )
+            if not mode.registers:
+                raise bad_request(
+                    "Automatic persisted queries are not supported for this client: it runs "
+                    "registered documents only (hms documents push)",
+                    code="PERSISTED_QUERY_NOT_SUPPORTED",
+                )
+            if document_id(text) != ref.id:
+                raise bad_request("provided sha does not match query")
+            return text
+        if ref is not None:
+            try:
+                body = await self.store.find(ref.id, trusted_only=mode.trusted)
+            except DatabaseFailure:
+                raise unavailable("The database is unavailable; retry shortly") from None
+            if body is not None:
+                return body
+            if mode.trusted:
+                raise not_in_list()
+            # Apollo clients send the full document only after this exact answer (HTTP 200).
+            raise Failure(
+                "PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND", 200, json_status=200
+            )
+        if text is None:
+            if mode.trusted:
+                raise bad_request(
+                    "Send the id of a registered document", code="PERSISTED_QUERY_ID_REQUIRED"
+                )
+            raise bad_request(
+                "Provide the GraphQL document as a non-empty 'query' string, or its id"
+                " (documentId, doc_id or extensions.persistedQuery)"
+            )
+        if mode.trusted or mode.name == "audit":
+            try:
+                trusted = await self.store.is_trusted(document_id(text))
+            except DatabaseFailure:
+                raise unavailable("The database is unavailable; retry shortly") from None
+            if not trusted:
+                if mode.trusted:
+                    raise not_in_list()
+                # Audit: the id says which document, never its text (it may hold PHI).
+                log.warning(
+                    "document %s outside the registry, client %s",
+                    document_id(text),
+                    request.client_name or "-",
+                )
+        return text
+
+    async def register(self, request: GraphQLRequest, principal: Principal, text: str) -> None:
+        """Keep a validated document sent with its APQ hash, within the client's limits."""
+        assert request.persisted is not None
+        mode = self.mode(request.client_name)
+        if len(text.encode()) > self.settings.apq_max_bytes:
+            self.metrics.documents.labels("cache", "too_large").inc()
+            return
+        if mode.name != "open":
+            key = keys.apq_registrations(principal.subject, str(principal.hospital_id))
+            try:
+                count = await self.cache.incr(key, ttl=60.0)
+            except Exception:  # no cache, no registration; the request still runs
+                return
+            if count > self.settings.apq_registrations_per_minute:
+                self.metrics.documents.labels("cache", "rate_limited").inc()
+                return
+        await self.store.register(request.persisted.id, text)
 
     async def authenticate(self, authorization: str | None) -> Principal:
         try:
@@ -250,8 +376,10 @@ class Pipeline:
         except DatabaseFailure:
             raise unavailable("The database is unavailable; retry shortly") from None
 
-    def document(self, request: GraphQLRequest) -> tuple[Document, OperationDefinitionNode]:
-        document = self.documents.get(request.query)
+    def document(
+        self, request: GraphQLRequest, text: str
+    ) -> tuple[Document, OperationDefinitionNode]:
+        document = self.documents.get(text)
         operation = document.operation(request.operation_name)
         if document.ast is not None and operation is None:
             raise bad_request(
@@ -293,10 +421,11 @@ class Pipeline:
         principal: Principal,
         document: Document,
         operation: OperationDefinitionNode,
+        text: str,
     ) -> Reply:
         readonly = operation.operation is OperationType.QUERY
         timeout = self.settings.read_timeout if readonly else self.settings.write_timeout
-        idempotency = None if readonly else self._idempotency(request)
+        idempotency = None if readonly else self._idempotency(request, text)
         db = self.database.request(principal.hospital_id, readonly=readonly, timeout=timeout)
         try:
             try:
@@ -451,13 +580,14 @@ class Pipeline:
                 500,
             ) from None
 
-    def _idempotency(self, request: GraphQLRequest) -> tuple[str, bytes] | None:
-        """The request's ``Idempotency-Key`` and a fingerprint of what it asks for."""
+    def _idempotency(self, request: GraphQLRequest, text: str) -> tuple[str, bytes] | None:
+        """The request's ``Idempotency-Key`` and a fingerprint of what it asks for (the same
+        document by id or as text is the same request)."""
         key = request.idempotency_key
         if key is None:
             return None
         wanted = {
-            "query": request.query,
+            "query": text,
             "variables": request.variables,
             "operationName": request.operation_name,
         }

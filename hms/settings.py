@@ -18,6 +18,8 @@ import platformdirs
 
 Env = Literal["dev", "prod"]
 Execution = Literal["compiled", "interpreted"]
+#: How a client application may send documents (see hms.documents.persisted.Mode).
+DOCUMENT_MODES = ("open", "apq", "trusted", "audit")
 #: RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
 MIN_SECRET_BYTES = 32
 
@@ -99,6 +101,14 @@ class Settings:
     #: ``compiled``: queries the compiler covers run as one SQL statement; ``interpreted``: all
     #: run on graphql-core with DataLoaders (the compiled path falls back to it per request).
     execution: Execution = "compiled"
+    #: Document mode of clients not named in ``document_modes`` (open in dev, apq in prod).
+    document_mode: str = "open"
+    #: Client application name (``apollographql-client-name``) -> its document mode.
+    document_modes: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Automatic registrations one caller may make per minute (mode apq/audit), and the largest
+    #: document registered automatically.
+    apq_registrations_per_minute: int = 60
+    apq_max_bytes: int = 32_768
 
     @property
     def is_dev(self) -> bool:
@@ -128,6 +138,23 @@ class Settings:
             raise SettingsError(
                 f"HMS_EXECUTION must be 'compiled' or 'interpreted', got {execution!r}"
             )
+        document_mode = env.get("HMS_DOCUMENT_MODE") or ("open" if is_dev else "apq")
+        if document_mode not in DOCUMENT_MODES:
+            raise SettingsError(
+                f"HMS_DOCUMENT_MODE must be one of {', '.join(DOCUMENT_MODES)},"
+                f" got {document_mode!r}"
+            )
+        document_modes = {}
+        for item in env.get("HMS_DOCUMENT_MODES", "").split(","):
+            if not item.strip():
+                continue
+            client, _, mode = item.partition("=")
+            if not client.strip() or mode.strip() not in DOCUMENT_MODES:
+                raise SettingsError(
+                    "HMS_DOCUMENT_MODES must be client=mode pairs separated by commas"
+                    f" (modes: {', '.join(DOCUMENT_MODES)}), got {item.strip()!r}"
+                )
+            document_modes[client.strip()] = mode.strip()
         data_dir = env.get("HMS_DATA_DIR")
         return cls(
             env="dev" if is_dev else "prod",
@@ -151,6 +178,10 @@ class Settings:
             db_connect_timeout=_seconds(env, "HMS_DB_CONNECT_TIMEOUT", 5.0),
             db_startup_timeout=_seconds(env, "HMS_DB_STARTUP_TIMEOUT", 60.0, minimum=0),
             execution="compiled" if execution == "compiled" else "interpreted",
+            document_mode=document_mode,
+            document_modes=document_modes,
+            apq_registrations_per_minute=_int(env, "HMS_APQ_REGISTRATIONS_PER_MINUTE", 60),
+            apq_max_bytes=_int(env, "HMS_APQ_MAX_BYTES", 32_768, minimum=100),
             max_token_lifetime=dt.timedelta(
                 hours=_seconds(env, "HMS_MAX_TOKEN_LIFETIME_HOURS", 24.0, minimum=0.01)
             ),

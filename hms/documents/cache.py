@@ -18,6 +18,8 @@ from graphql import (
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
+from hms.documents.caching import max_age
+
 
 @dataclasses.dataclass(frozen=True)
 class Document:
@@ -25,6 +27,8 @@ class Document:
 
     ast: DocumentNode | None
     errors: tuple[GraphQLError, ...]
+    #: Seconds a client may keep the answer (hms.documents.caching), None: not at all.
+    max_age: int | None = None
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         if self.ast is None:
@@ -76,4 +80,6 @@ class DocumentCache:
         except GraphQLError as error:
             return Document(None, (error,))
         errors = validate(self.schema, ast, self.rules, hide_suggestions=self.hide_suggestions)
-        return Document(ast, tuple(errors))
+        if errors:
+            return Document(ast, tuple(errors))
+        return Document(ast, (), max_age(self.schema, ast))

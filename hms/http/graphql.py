@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import logging
 from typing import Any
 
@@ -22,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
+from hms.documents.persisted import BadDocumentId, PersistedRef, parse_id
 from hms.http.responses import GRAPHQL_RESPONSE, JSON, error_response
 from hms.observability.logs import log_failure
 from hms.pipeline import Failure, GraphQLRequest, Pipeline, Reply, bad_request, failure_reply
@@ -84,6 +87,8 @@ class GraphQLEndpoint:
                 failure.__traceback__ = None  # an answer; its frames would hold it in a cycle
                 return _response(failure_reply(failure, media_type))
             reply = await self._run_while_connected(request, graphql_request)
+            if request.method == "GET" and reply.status == 200:
+                return _validated(request, reply)
         except Exception as error:  # the last line of defence: JSON, masked, PHI-free
             log_failure(log, "unexpected error in the GraphQL endpoint", error)
             reply = failure_reply(
@@ -132,9 +137,11 @@ class GraphQLEndpoint:
                 raise bad_request("Request body is not valid JSON") from None
             if not isinstance(params, dict):
                 raise bad_request("Request body must be a JSON object")
+        persisted = _persisted(params)
         query = params.get("query")
-        if not isinstance(query, str) or not query.strip():
+        if query is not None and (not isinstance(query, str) or not query.strip()):
             raise bad_request("Provide the GraphQL document as a non-empty 'query' string")
+
         variables = params.get("variables")
         if variables is not None and not isinstance(variables, dict):
             raise bad_request("'variables' must be a JSON object")
@@ -154,6 +161,8 @@ class GraphQLEndpoint:
             media_type=media_type,
             authorization=request.headers.get("authorization"),
             idempotency_key=self._idempotency_key(request),
+            persisted=persisted,
+            client_name=request.headers.get("apollographql-client-name"),
         )
 
     async def _body(self, request: Request) -> bytes:
@@ -184,6 +193,39 @@ class GraphQLEndpoint:
                 code="BAD_IDEMPOTENCY_KEY",
             )
         return key
+
+
+def _persisted(params: dict[str, Any]) -> PersistedRef | None:
+    """The document id a request names, by any of the three protocols (one at most)."""
+    found: list[PersistedRef] = []
+    extensions = params.get("extensions")
+    apq = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
+    try:
+        if apq is not None:
+            if not isinstance(apq, dict) or apq.get("version") != 1:
+                raise bad_request(
+                    "Unsupported persisted query version: send extensions.persistedQuery"
+                    " {version: 1, sha256Hash}"
+                )
+            found.append(PersistedRef(parse_id(apq.get("sha256Hash"), "apq"), "apq"))
+        for name in ("documentId", "doc_id"):
+            if params.get(name) is not None:
+                found.append(PersistedRef(parse_id(params[name], name), name))
+    except BadDocumentId as error:
+        raise bad_request(f"Malformed document id: {error}") from None
+    if len(found) > 1:
+        raise bad_request("Name the document once: one of documentId, doc_id or persistedQuery")
+    return found[0] if found else None
+
+
+def _validated(request: Request, reply: Reply) -> Response:
+    """A GET answer with its ETag; ``304 Not Modified`` when the client holds it already."""
+    tag = '"' + hashlib.sha256(reply.body).hexdigest()[:32] + '"'
+    headers = {**reply.headers, "ETag": tag}
+    wanted = request.headers.get("if-none-match", "")
+    if tag in (t.strip().removeprefix("W/") for t in wanted.split(",")) or wanted.strip() == "*":
+        return Response(status_code=304, headers=headers)
+    return _response(dataclasses.replace(reply, headers=headers))
 
 
 def _response(reply: Reply) -> Response:

@@ -27,7 +27,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID, ExcludeConstraint
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, ExcludeConstraint
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -226,4 +226,21 @@ idempotency_key = Table(
     PrimaryKeyConstraint("hospital_id", "subject", "key"),
     ForeignKeyConstraint(["hospital_id"], ["hospital.id"]),
     Index("ix_idempotency_key_created", "created_at"),
+)
+
+#: Trusted documents (persisted queries): the registry production clients may run by id. Not
+#: tenant data: one registry for every hospital, read by the app role, written by the CLI.
+persisted_document = Table(
+    "persisted_document",
+    metadata,
+    Column("id", Text, primary_key=True),  # sha256:<64 lowercase hex> of the exact body
+    Column("body", Text, nullable=False),
+    Column("operation_name", Text, nullable=True),
+    Column("operation_type", Text, nullable=False),
+    Column("client_names", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("app_versions", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("retired_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("id ~ '^sha256:[0-9a-f]{64}$'", name="id_format"),
+    CheckConstraint("operation_type IN ('query', 'mutation')", name="operation_type"),
 )

@@ -1,13 +1,13 @@
 """Prometheus metrics, on a registry the app owns (one per app, created in its lifespan).
 
-Only what the platform needs today: whether each dependency answered the last readiness probe.
-A degraded dependency with a fallback keeps the instance in rotation (``/readyz`` stays 200)
-and is visible here instead.
+Only what the platform needs today: whether each dependency answered the last readiness probe
+(a degraded dependency with a fallback keeps the instance in rotation, ``/readyz`` stays 200,
+and is visible here instead), and how persisted documents are found and refused.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -20,6 +20,19 @@ class Metrics:
             "hms_dependency_up",
             "1 when the dependency answered the last readiness probe, else 0.",
             ["dependency"],
+            registry=self.registry,
+        )
+
+        self.documents = Counter(
+            "hms_documents_total",
+            "Persisted-document lookups by tier (local, cache, registry) and outcome.",
+            ["tier", "outcome"],
+            registry=self.registry,
+        )
+        self.document_rejections = Counter(
+            "hms_documents_rejected_total",
+            "Requests refused by the persisted-document rules, by error code.",
+            ["code"],
             registry=self.registry,
         )
 

@@ -41,6 +41,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(
         "appointment",
         "encounter",
         "idempotency_key",
+        "persisted_document",
     }
     await asyncio.to_thread(migrate.downgrade, url)
     assert await _tables(url) == set()

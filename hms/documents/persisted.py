@@ -1,0 +1,183 @@
+"""Persisted documents: ids, the three request protocols, the modes, and where bodies live.
+
+Every protocol maps to one internal id, ``sha256:<64 lowercase hex>`` of the exact document
+text: Apollo's automatic persisted queries (``extensions.persistedQuery.sha256Hash``), the
+GraphQL-over-HTTP ``documentId`` (``sha256:<hex>``) and Relay's ``doc_id`` (SHA-256 hex).
+
+A body is found, for an id, in this worker's LRU, then in the shared cache (Redis, or process
+memory without it), then in the PostgreSQL registry of trusted documents. Automatic
+registrations live in the cache only; trusted documents come from ``hms documents push`` and
+are copied into the cache when read. A cache that is down is a miss, never an error: trusted
+documents are then served from PostgreSQL, and registration waits for the cache to return.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Literal
+
+from hms.cache import keys
+from hms.cache.backend import Cache
+from hms.persistence import documents as registry
+from hms.persistence.database import Database, DatabaseFailure
+
+log = logging.getLogger("hms.documents")
+
+PREFIX = "sha256:"
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+Protocol = Literal["apq", "documentId", "doc_id"]
+
+
+class BadDocumentId(ValueError):
+    """The id is not a SHA-256 document id; ``str(error)`` is safe to show the client."""
+
+
+def document_id(text: str) -> str:
+    """The id of an exact document text."""
+    return PREFIX + hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_id(value: object, protocol: Protocol) -> str:
+    """A request's id in the internal form, or :class:`BadDocumentId`."""
+    if not isinstance(value, str):
+        raise BadDocumentId(f"the {protocol} must be a string")
+    digest = value
+    if protocol == "documentId":
+        if not value.startswith(PREFIX):
+            raise BadDocumentId("documentId must be 'sha256:' and 64 lowercase hex digits")
+        digest = value[len(PREFIX) :]
+    elif protocol == "doc_id" and value.startswith(PREFIX):
+        digest = value[len(PREFIX) :]
+    if not _HEX.fullmatch(digest):
+        raise BadDocumentId(f"the {protocol} must be a SHA-256 hash: 64 lowercase hex digits")
+    return PREFIX + digest
+
+
+@dataclasses.dataclass(frozen=True)
+class PersistedRef:
+    """What a request names instead of (or with) its document."""
+
+    id: str
+    protocol: Protocol
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    """How a client application may send documents.
+
+    ``open``: anything, and automatic registration. ``apq``: anything valid, registration
+    rate-limited and size-capped. ``trusted``: only registry documents, by id or full text.
+    ``audit``: ``apq``, and every document outside the registry is logged (by id) — the step
+    before ``trusted``.
+    """
+
+    name: Literal["open", "apq", "trusted", "audit"]
+
+    @property
+    def trusted(self) -> bool:
+        return self.name == "trusted"
+
+    @property
+    def registers(self) -> bool:
+        return self.name != "trusted"
+
+
+MODES = ("open", "apq", "trusted", "audit")
+
+
+class DocumentStore:
+    """Document bodies by id, through the tiers; counts hits and misses per tier."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        database: Database,
+        *,
+        count: Callable[[str, str], None] = lambda tier, outcome: None,
+        size: int = 4096,
+    ) -> None:
+        self.cache = cache
+        self.database = database
+        #: (tier, outcome) -> None: the metric of lookups (tier: local, cache, registry).
+        self.count = count
+        self.size = size
+        # id -> (body, trusted); trusted bodies only ever replace untrusted ones.
+        self._local: OrderedDict[str, tuple[str, bool]] = OrderedDict()
+
+    def _remember(self, document: str, body: str, trusted: bool) -> None:
+        self._local[document] = (body, trusted)
+        self._local.move_to_end(document)
+        if len(self._local) > self.size:
+            self._local.popitem(last=False)
+
+    async def _cached(self, key: str) -> str | None:
+        try:
+            value = await self.cache.get(key)
+        except Exception as error:  # the cache is an accelerator: down means a miss
+            self.count("cache", "unavailable")
+            log.warning("document cache unavailable (%s)", type(error).__name__)
+            return None
+        return None if value is None else value.decode()
+
+    async def _store(self, key: str, body: str) -> bool:
+        try:
+            await self.cache.set(key, body.encode())
+        except Exception as error:
+            self.count("cache", "unavailable")
+            log.warning("document cache unavailable (%s)", type(error).__name__)
+            return False
+        return True
+
+    async def find(self, document: str, *, trusted_only: bool) -> str | None:
+        """The body of ``document``; with ``trusted_only``, from the registry only."""
+        local = self._local.get(document)
+        if local is not None and (local[1] or not trusted_only):
+            self._local.move_to_end(document)
+            self.count("local", "hit")
+            return local[0]
+        digest = document[len(PREFIX) :]
+        body = await self._cached(keys.trusted_document(digest))
+        if body is not None:
+            self.count("cache", "hit")
+            self._remember(document, body, True)
+            return body
+        if not trusted_only:
+            body = await self._cached(keys.apq_document(digest))
+            if body is not None:
+                self.count("cache", "hit")
+                self._remember(document, body, False)
+                return body
+        body = await self._registry(document)
+        if body is None:
+            self.count("registry", "miss")
+            return None
+        self.count("registry", "hit")
+        self._remember(document, body, True)
+        await self._store(keys.trusted_document(digest), body)
+        return body
+
+    async def is_trusted(self, document: str) -> bool:
+        return await self.find(document, trusted_only=True) is not None
+
+    async def _registry(self, document: str) -> str | None:
+        db = self.database.request(None, readonly=True, timeout=5.0)
+        try:
+            return await registry.active_body(db, document)
+        except DatabaseFailure:
+            self.count("registry", "unavailable")
+            raise
+        finally:
+            await db.close()
+
+    async def register(self, document: str, body: str) -> bool:
+        """Keep an automatically persisted document (in the shared cache, and here)."""
+        self._remember(document, body, self._local.get(document, ("", False))[1])
+        stored = await self._store(keys.apq_document(document[len(PREFIX) :]), body)
+        self.count("cache", "registered" if stored else "unavailable")
+        return stored
