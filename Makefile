@@ -13,7 +13,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The interop tests' Node.js clients, pinned by tests/interop/package-lock.json.
+NODE_STAMP := tests/interop/node_modules/.installed
+$(NODE_STAMP): tests/interop/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd tests/interop && npm ci --ignore-scripts --no-audit --no-fund --silent && touch $(CURDIR)/$@; \
+	else echo "npm is not on PATH: the interop tests will be skipped"; fi
+
+install: $(STAMP) $(NODE_STAMP)
 
 ## Run the server on the embedded default (private PostgreSQL 18, in-memory cache).
 run: $(STAMP)

@@ -2,15 +2,13 @@
 
 A uvicorn subprocess serves the app on a free loopback port over the session's test database, and
 ``audit.mjs`` (node, pinned ``graphql-http``) runs every audit through real sockets. DESIGN §6: no
-MUST or SHOULD audit may fail. Needs ``node``; installs ``node_modules`` with ``npm ci`` on a fresh
-clone.
+MUST or SHOULD audit may fail. Needs ``node`` (see tests/interop/conftest.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,42 +25,8 @@ pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent
 AUDIT = HERE / "audit.mjs"
-PACKAGE = "graphql-http"
 STARTUP_SECONDS = 30.0
-NPM_SECONDS = 300.0
 AUDIT_SECONDS = 120.0
-
-
-def _installed_version() -> str | None:
-    manifest = HERE / "node_modules" / PACKAGE / "package.json"
-    if not manifest.exists():
-        return None
-    version: str = json.loads(manifest.read_text())["version"]
-    return version
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    """The node binary, with the pinned packages installed (``npm ci`` when missing or stale)."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not on PATH: the graphql-http audit needs Node.js 18+")
-    pinned: str = json.loads((HERE / "package.json").read_text())["dependencies"][PACKAGE]
-    if _installed_version() != pinned:
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip(f"npm is not on PATH: cannot install {PACKAGE} in {HERE}")
-        installed = subprocess.run(
-            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            timeout=NPM_SECONDS,
-            check=False,
-        )
-        assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}\n{installed.stderr}"
-        assert _installed_version() == pinned
-    return node
 
 
 @pytest.fixture(scope="module")
