@@ -313,6 +313,7 @@ def cmd_documents_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_documents_retire(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.documents.persisted import RECHECK_SECONDS, TRUSTED_TTL_SECONDS
     from hms.persistence import documents
 
     settings = resolve(settings)
@@ -325,7 +326,29 @@ def cmd_documents_retire(settings: Settings, args: argparse.Namespace) -> int:
         _say(f"no active document {args.id}")
         return 2
     _say(f"retired {args.id}")
+    if settings.redis_url is not None:
+        try:
+            asyncio.run(_forget_cached(settings.redis_url, args.id))
+        except Exception as error:  # the copies expire on their own; say when
+            _say(
+                f"could not reach the cache ({type(error).__name__}): workers stop serving it"
+                f" within {TRUSTED_TTL_SECONDS + RECHECK_SECONDS:.0f} s"
+            )
+            return 0
+    _say(f"workers stop serving it within {RECHECK_SECONDS:.0f} s")
     return 0
+
+
+async def _forget_cached(redis_url: str, document: str) -> None:
+    from hms.cache import keys
+    from hms.cache.backend import RedisCache
+    from hms.documents.persisted import PREFIX
+
+    cache = RedisCache.from_url(redis_url)
+    try:
+        await cache.delete(keys.trusted_document(document.removeprefix(PREFIX)))
+    finally:
+        await cache.close()
 
 
 def cmd_documents_check(settings: Settings, args: argparse.Namespace) -> int:

@@ -9,6 +9,12 @@ memory without it), then in the PostgreSQL registry of trusted documents. Automa
 registrations live in the cache only; trusted documents come from ``hms documents push`` and
 are copied into the cache when read. A cache that is down is a miss, never an error: trusted
 documents are then served from PostgreSQL, and registration waits for the cache to return.
+
+Retiring a document (``hms documents retire``) takes effect everywhere within bounded time: a
+worker trusts its own copy for :data:`RECHECK_SECONDS`, then asks the cache again; the cache's
+copy lives :data:`TRUSTED_TTL_SECONDS` (and the command deletes it at once when it can reach
+the cache). Automatic registrations expire after :data:`APQ_TTL_SECONDS`; a client whose hash
+has expired is told PersistedQueryNotFound and registers it again.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import dataclasses
 import hashlib
 import logging
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Literal
@@ -29,6 +36,12 @@ from hms.persistence.database import Database, DatabaseFailure
 log = logging.getLogger("hms.documents")
 
 PREFIX = "sha256:"
+#: How long a worker serves a trusted document from its own memory before asking again.
+RECHECK_SECONDS = 60.0
+#: How long the shared cache keeps a copy of a registry document.
+TRUSTED_TTL_SECONDS = 600.0
+#: How long an automatic registration lives in the shared cache.
+APQ_TTL_SECONDS = 24 * 3600.0
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 Protocol = Literal["apq", "documentId", "doc_id"]
@@ -101,20 +114,30 @@ class DocumentStore:
         *,
         count: Callable[[str, str], None] = lambda tier, outcome: None,
         size: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cache = cache
         self.database = database
         #: (tier, outcome) -> None: the metric of lookups (tier: local, cache, registry).
         self.count = count
         self.size = size
-        # id -> (body, trusted); trusted bodies only ever replace untrusted ones.
-        self._local: OrderedDict[str, tuple[str, bool]] = OrderedDict()
+        self.clock = clock
+        # id -> (body, trusted, when it was last confirmed).
+        self._local: OrderedDict[str, tuple[str, bool, float]] = OrderedDict()
 
     def _remember(self, document: str, body: str, trusted: bool) -> None:
-        self._local[document] = (body, trusted)
+        self._local[document] = (body, trusted, self.clock())
         self._local.move_to_end(document)
         if len(self._local) > self.size:
             self._local.popitem(last=False)
+
+    def _fresh(self, entry: tuple[str, bool, float] | None, trusted_only: bool) -> bool:
+        if entry is None:
+            return False
+        _, trusted, confirmed = entry
+        if trusted:  # it may have been retired since: ask again after a while
+            return self.clock() - confirmed < RECHECK_SECONDS
+        return not trusted_only
 
     async def _cached(self, key: str) -> str | None:
         try:
@@ -125,9 +148,9 @@ class DocumentStore:
             return None
         return None if value is None else value.decode()
 
-    async def _store(self, key: str, body: str) -> bool:
+    async def _store(self, key: str, body: str, ttl: float) -> bool:
         try:
-            await self.cache.set(key, body.encode())
+            await self.cache.set(key, body.encode(), ttl=ttl)
         except Exception as error:
             self.count("cache", "unavailable")
             log.warning("document cache unavailable (%s)", type(error).__name__)
@@ -137,7 +160,7 @@ class DocumentStore:
     async def find(self, document: str, *, trusted_only: bool) -> str | None:
         """The body of ``document``; with ``trusted_only``, from the registry only."""
         local = self._local.get(document)
-        if local is not None and (local[1] or not trusted_only):
+        if local is not None and self._fresh(local, trusted_only):
             self._local.move_to_end(document)
             self.count("local", "hit")
             return local[0]
@@ -159,7 +182,7 @@ class DocumentStore:
             return None
         self.count("registry", "hit")
         self._remember(document, body, True)
-        await self._store(keys.trusted_document(digest), body)
+        await self._store(keys.trusted_document(digest), body, TRUSTED_TTL_SECONDS)
         return body
 
     async def is_trusted(self, document: str) -> bool:
@@ -177,7 +200,11 @@ class DocumentStore:
 
     async def register(self, document: str, body: str) -> bool:
         """Keep an automatically persisted document (in the shared cache, and here)."""
-        self._remember(document, body, self._local.get(document, ("", False))[1])
-        stored = await self._store(keys.apq_document(document[len(PREFIX) :]), body)
+        known = self._local.get(document)
+        if known is None or not known[1]:  # a registration never demotes a trusted copy
+            self._remember(document, body, False)
+        stored = await self._store(
+            keys.apq_document(document[len(PREFIX) :]), body, APQ_TTL_SECONDS
+        )
         self.count("cache", "registered" if stored else "unavailable")
         return stored

@@ -17,11 +17,18 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import redis.asyncio as redis
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 
 from hms.app import create_app
-from hms.documents.persisted import document_id
+from hms.cache import keys
+from hms.documents.persisted import (
+    APQ_TTL_SECONDS,
+    RECHECK_SECONDS,
+    TRUSTED_TTL_SECONDS,
+    document_id,
+)
 from hms.persistence import documents
 from hms.persistence.urls import async_url
 from hms.settings import Settings
@@ -240,6 +247,51 @@ async def test_retired_documents_stop_running(
     async with fresh.router.lifespan_context(fresh):
         response = await call(fresh, dataset.alpha, client="ios", extensions=apq(text))
     assert code(response) == "PERSISTED_QUERY_NOT_IN_LIST"
+
+
+async def test_a_running_worker_stops_serving_a_retired_document_within_the_recheck(
+    pq_app: Starlette, dataset: fixtures.Dataset, database_url: str
+) -> None:
+    """Retirement reaches a warm worker: its own copy is asked about again after a minute."""
+    text = f"query Warm{uuid.uuid4().hex[:8]} {{ patientStats {{ total }} }}"
+    await push(database_url, text)
+    app = create_app(pq_app.state.pipeline.settings)
+    now = [1000.0]
+    async with app.router.lifespan_context(app):
+        app.state.pipeline.store.clock = lambda: now[0]
+        served = await call(app, dataset.alpha, client="ios", extensions=apq(text))
+        assert served.json()["data"]["patientStats"]["total"] == 120
+        engine = create_async_engine(async_url(database_url))
+        try:
+            assert await documents.retire(engine, document_id(text), dt.datetime.now(dt.UTC))
+        finally:
+            await engine.dispose()
+        await app.state.pipeline.cache.delete(keys.trusted_document(sha(text)))  # as the CLI
+        now[0] += RECHECK_SECONDS - 1
+        still = await call(app, dataset.alpha, client="ios", extensions=apq(text))
+        assert "data" in still.json()  # the bounded window: this worker's copy is recent
+        now[0] += 2
+        gone = await call(app, dataset.alpha, client="ios", extensions=apq(text))
+        assert code(gone) == "PERSISTED_QUERY_NOT_IN_LIST"
+        full = await call(app, dataset.alpha, client="ios", query=text)
+        assert code(full) == "PERSISTED_QUERY_NOT_IN_LIST"
+
+
+async def test_cached_copies_expire(pq_app: Starlette, dataset: fixtures.Dataset) -> None:
+    """Automatic registrations and registry copies in Redis carry a TTL: Redis never fills up."""
+    text = f"query Ttl{uuid.uuid4().hex[:8]} {{ patientStats {{ total }} }}"
+    trusted = f"query TtlTrusted{uuid.uuid4().hex[:8]} {{ patientStats {{ total }} }}"
+    await push(pq_app.state.pipeline.settings.database_url, trusted)
+    await call(pq_app, dataset.alpha, query=text, extensions=apq(text))
+    await call(pq_app, dataset.alpha, client="ios", extensions=apq(trusted))
+    client = redis.Redis.from_url(REDIS)
+    try:
+        apq_ttl = await client.ttl("hms:" + keys.apq_document(sha(text)))
+        trusted_ttl = await client.ttl("hms:" + keys.trusted_document(sha(trusted)))
+    finally:
+        await client.aclose()
+    assert APQ_TTL_SECONDS - 60 < apq_ttl <= APQ_TTL_SECONDS
+    assert 0 < trusted_ttl <= TRUSTED_TTL_SECONDS
 
 
 async def test_apq_registration_is_rate_limited(

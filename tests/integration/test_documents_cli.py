@@ -11,11 +11,14 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+import redis
 
 from hms import cli
+from hms.cache import keys
 from tests.conftest import SECRET
 
 Run = Any
+REDIS = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
@@ -92,10 +95,29 @@ def test_push_list_merge_and_retire(hms: Run, tmp_path: Path, database_url: str)
     assert f"{ids[0]}  active" in output
     code, output = hms("documents", "retire", ids[0])
     assert code == 0
+    assert "workers stop serving it within" in output
     code, output = hms("documents", "retire", ids[0])
     assert code == 2
     assert "no active document" in output
     assert rows(database_url, ids[:1])[0]["retired_at"] is not None
+
+
+def test_retire_deletes_the_cached_copy(
+    hms: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = f"query C{uuid.uuid4().hex[:8]} {{ patientStats {{ total }} }}"
+    manifest = tmp_path / "apollo.json"
+    manifest.write_bytes(orjson.dumps(apollo(operation(body))))
+    assert hms("documents", "push", str(manifest))[0] == 0
+    key = "hms:" + keys.trusted_document(sha(body))
+    client = redis.Redis.from_url(REDIS)
+    client.set(key, body, ex=600)  # as a server that has served it
+    monkeypatch.setenv("HMS_REDIS_URL", REDIS)
+    code, output = hms("documents", "retire", "sha256:" + sha(body))
+    assert code == 0, output
+    assert "within 60 s" in output
+    assert client.exists(key) == 0
+    client.close()
 
 
 def test_a_relay_map_is_accepted(hms: Run, tmp_path: Path, database_url: str) -> None:
