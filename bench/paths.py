@@ -48,6 +48,7 @@ from hms.resolvers.relay import to_global_id
 from hms.security.tokens import issue
 
 MODES = ("compiled", "interpreted", "floor")
+JSON = "application/json"
 
 
 def command(mode: str, port: int) -> list[str]:
@@ -100,15 +101,23 @@ def _wait_healthy_or_floor(base: str, server: subprocess.Popen[bytes], mode: str
     raise SystemExit("the floor server did not start")
 
 
-def hey_for(url: str, token: str, body: Path, clients: int, seconds: float) -> dict[str, float]:
-    """``hey -z``: as many requests as fit in ``seconds``."""
+def hey_for(
+    url: str,
+    token: str,
+    body: Path | None,
+    clients: int,
+    seconds: float,
+    headers: Sequence[str] = (),
+) -> dict[str, float]:
+    """``hey -z``: as many requests as fit in ``seconds``; a POST of ``body``, or a GET."""
     import re
 
+    request = ["-m", "GET"] if body is None else ["-m", "POST", "-T", JSON, "-D", str(body)]
+    extra = [flag for header in headers for flag in ("-H", header)]
     output = subprocess.run(
         [
-            "hey", "-z", f"{seconds}s", "-c", str(clients), "-m", "POST",
-            "-T", "application/json", "-H", f"Authorization: Bearer {token}",
-            "-D", str(body), url,
+            "hey", "-z", f"{seconds}s", "-c", str(clients), *request,
+            "-H", f"Authorization: Bearer {token}", *extra, url,
         ],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip

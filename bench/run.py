@@ -47,21 +47,20 @@ RESULTS = ROOT / "bench" / "results"
 STATEMENT_SAMPLES = 3
 
 # The document tests/api/test_batching.py pins at four statements (one per list level).
-NESTED = """
-query Nested($n: Int!) {
-  patients(first: $n) { edges { node {
-    mrn
-    appointments(first: 5) { edges { node { startAt practitioner { familyName } } } }
-    encounters(first: 3) { edges { node { class } } }
-  } } }
-}
-"""
 NESTED_N = 50
-PATIENT = """
-query Patient($id: ID!) {
-  patient(id: $id) { id mrn givenName familyName birthDate gender active }
-}
-"""
+
+
+def _registered(name: str) -> str:
+    """A document of the team's manifest (documents/manifest.json), as the apps send it."""
+    manifest = orjson.loads((ROOT / "documents" / "manifest.json").read_bytes())
+    (body,) = [op["body"] for op in manifest["operations"] if op["name"] == name]
+    return str(body)
+
+
+#: 50 patients, each with 5 appointments (and their practitioner) and 3 encounters.
+NESTED = _registered("Nested")
+#: One patient by global id.
+PATIENT = _registered("Patient")
 
 
 # --- workloads ------------------------------------------------------------------------------

@@ -383,3 +383,21 @@ async def test_a_cache_outage_serves_trusted_documents_from_postgresql(
         ).text
     assert 'hms_documents_total{outcome="unavailable",tier="cache"}' in metrics
     assert 'hms_documents_total{outcome="hit",tier="registry"}' in metrics
+
+
+async def test_a_get_without_a_bearer_token_changes_nothing(
+    pq_app: Starlette, dataset: fixtures.Dataset
+) -> None:
+    """What a cross-site page can make a browser send: a GET with no Authorization header.
+
+    It is refused before the document is looked at, so it cannot even register a document.
+    """
+    text = f"query Csrf{uuid.uuid4().hex[:8]} {{ patientStats {{ total }} }}"
+    params = {"query": text, "extensions": orjson.dumps(apq(text)).decode()}
+    transport = httpx.ASGITransport(app=pq_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hms.test") as http:
+        response = await http.get("/graphql", params=params)
+    assert response.status_code == 401
+    assert "access-control-allow-origin" not in response.headers
+    found = await call(pq_app, dataset.alpha, extensions=apq(text))
+    assert code(found) == "PERSISTED_QUERY_NOT_FOUND"
