@@ -243,6 +243,7 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
             hospital_id=found[args.hospital],
             roles=args.role,
             ttl=ttl,
+            client=args.client,
         )
     except ValueError as error:
         _say(str(error))
@@ -422,6 +423,9 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--role", action="append", required=True, help="repeat for more roles")
     token.add_argument("--subject", default="demo")
     token.add_argument("--ttl-hours", type=float, default=12.0)
+    token.add_argument(
+        "--client", help="the client application (azp claim): its HMS_DOCUMENT_MODES entry applies"
+    )
     token.set_defaults(run=cmd_token)
 
     docs = commands.add_parser("documents", help="the registry of trusted documents")

@@ -19,6 +19,8 @@ class Principal:
     subject: str
     hospital_id: uuid.UUID
     roles: frozenset[str]
+    #: The client application the token was issued to (its ``azp`` claim), if it names one.
+    client: str | None = None
 
 
 @dataclasses.dataclass

@@ -55,7 +55,7 @@ from hms.cache.backend import Cache
 from hms.compiler import Compiler
 from hms.context import Context, Principal
 from hms.documents import Document, DocumentCache
-from hms.documents.persisted import DocumentStore, Mode, PersistedRef, document_id
+from hms.documents.persisted import DocumentStore, Mode, PersistedRef, document_id, mode_for
 from hms.limits.inputs import InputLimitError, InputLimitsRule, check_variables
 from hms.loaders import Loaders
 from hms.observability.logs import log_failure
@@ -281,16 +281,21 @@ class Pipeline:
         control = f"private, max-age={document.max_age}" if cacheable else "no-store"
         return dataclasses.replace(reply, headers={**reply.headers, "Cache-Control": control})
 
-    def mode(self, client_name: str | None) -> Mode:
-        name = self.settings.document_modes.get(client_name or "", self.settings.document_mode)
-        return Mode(name)  # type: ignore[arg-type]  # checked by Settings
+    def mode(self, request: GraphQLRequest, principal: Principal) -> Mode:
+        settings = self.settings
+        return mode_for(
+            settings.document_mode,
+            settings.document_modes,
+            claimed=principal.client,
+            named=request.client_name,
+        )
 
     async def document_text(self, request: GraphQLRequest, principal: Principal) -> str:
         """The document to run: the request's own text, or the body its id names.
 
         Which a client may send depends on its mode (hms.documents.persisted.Mode).
         """
-        mode = self.mode(request.client_name)
+        mode = self.mode(request, principal)
         ref, text = request.persisted, request.query
         if ref is not None and text is not None:
             if ref.protocol != "apq":
@@ -348,7 +353,7 @@ class Pipeline:
     async def register(self, request: GraphQLRequest, principal: Principal, text: str) -> None:
         """Keep a validated document sent with its APQ hash, within the client's limits."""
         assert request.persisted is not None
-        mode = self.mode(request.client_name)
+        mode = self.mode(request, principal)
         if len(text.encode()) > self.settings.apq_max_bytes:
             self.metrics.documents.labels("cache", "too_large").inc()
             return

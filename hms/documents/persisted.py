@@ -100,8 +100,32 @@ class Mode:
     def registers(self) -> bool:
         return self.name != "trusted"
 
+    def at_least(self, other: Mode) -> Mode:
+        """The stricter of the two."""
+        return self if STRICTNESS[self.name] >= STRICTNESS[other.name] else other
 
-MODES = ("open", "apq", "trusted", "audit")
+
+#: From the loosest to the strictest.
+STRICTNESS = {"open": 0, "apq": 1, "audit": 2, "trusted": 3}
+MODES = tuple(STRICTNESS)
+
+
+def mode_for(
+    default: str, modes: dict[str, str], *, claimed: str | None, named: str | None
+) -> Mode:
+    """The mode of a request: by the client its token was issued to, else by the header.
+
+    The token's ``azp`` claim is the issuer's word, so its client's mode applies as configured.
+    The ``apollographql-client-name`` header is the caller's own say-so: it may ask for a
+    stricter mode than the default, never a looser one, or any caller could step out of
+    ``trusted`` by naming an ``apq`` client.
+    """
+    fallback = Mode(default)  # type: ignore[arg-type]  # Settings checked the names
+    if claimed is not None:
+        return Mode(modes.get(claimed, default))  # type: ignore[arg-type]
+    if named is None or named not in modes:
+        return fallback
+    return Mode(modes[named]).at_least(fallback)  # type: ignore[arg-type]
 
 
 class DocumentStore:

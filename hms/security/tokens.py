@@ -1,9 +1,11 @@
 """Bearer tokens: HS256 JWTs signed with ``HMS_JWT_SECRET`` (dev/demo; OIDC comes later).
 
 Claims: ``sub`` (the user), ``hospital_id`` (the one tenant the token acts in), ``roles``, ``iat``
-and ``exp``. A token must say when it was issued and must not live longer than the server allows
-(``exp - iat``), so a leaked token cannot be minted to last for years. Every failure is an
-:class:`AuthError` with a message safe to show the caller.
+and ``exp``; optionally ``azp``, the client application it was issued to (OIDC's "authorized
+party"), which decides that client's document mode. A token must say when it was issued and
+must not live longer than the server allows (``exp - iat``), so a leaked token cannot be minted
+to last for years. Every failure is an :class:`AuthError` with a message safe to show the
+caller.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ LEEWAY = dt.timedelta(seconds=30)
 DEFAULT_TTL = dt.timedelta(hours=12)
 #: What :func:`verify` accepts when asked for nothing else.
 MAX_LIFETIME = dt.timedelta(hours=24)
+MAX_CLIENT_NAME = 100
 
 
 class AuthError(Exception):
@@ -38,6 +41,7 @@ def issue(
     roles: Iterable[str],
     ttl: dt.timedelta = DEFAULT_TTL,
     now: dt.datetime | None = None,
+    client: str | None = None,
 ) -> str:
     roles = sorted(set(roles))
     unknown = set(roles) - ROLES
@@ -51,6 +55,8 @@ def issue(
         "iat": int(issued.timestamp()),
         "exp": int((issued + ttl).timestamp()),
     }
+    if client is not None:
+        claims["azp"] = client
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -85,7 +91,17 @@ def verify(secret: str, token: str, *, max_lifetime: dt.timedelta = MAX_LIFETIME
         raise AuthError("token roles claim must be a list of strings")
     if not isinstance(claims["sub"], str) or not claims["sub"]:
         raise AuthError("token sub claim must be a non-empty string")
-    return Principal(subject=claims["sub"], hospital_id=hospital_id, roles=frozenset(roles) & ROLES)
+    client = claims.get("azp")
+    if client is not None and (
+        not isinstance(client, str) or not 0 < len(client) <= MAX_CLIENT_NAME
+    ):
+        raise AuthError(f"token azp claim must be a string of 1 to {MAX_CLIENT_NAME} characters")
+    return Principal(
+        subject=claims["sub"],
+        hospital_id=hospital_id,
+        roles=frozenset(roles) & ROLES,
+        client=client,
+    )
 
 
 def bearer(authorization: str | None) -> str:

@@ -31,9 +31,10 @@ from hms.documents.persisted import (
 )
 from hms.persistence import documents
 from hms.persistence.urls import async_url
+from hms.security.tokens import issue
 from hms.settings import Settings
 from tests import fixtures
-from tests.conftest import token
+from tests.conftest import SECRET, token
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 REDIS = "redis://127.0.0.1:6379/0"
@@ -401,3 +402,41 @@ async def test_a_get_without_a_bearer_token_changes_nothing(
     assert "access-control-allow-origin" not in response.headers
     found = await call(pq_app, dataset.alpha, extensions=apq(text))
     assert code(found) == "PERSISTED_QUERY_NOT_FOUND"
+
+
+async def test_a_header_cannot_step_out_of_trusted_but_the_token_s_client_can(
+    settings: Settings, dataset: fixtures.Dataset
+) -> None:
+    """The client-name header is the caller's say-so; the token's ``azp`` is the issuer's."""
+    app = create_app(
+        settings.with_(
+            redis_url=REDIS,
+            document_mode="trusted",
+            document_modes={"web": "apq", "ios": "trusted", "dev": "open"},
+        )
+    )
+    text = f"query Loose{uuid.uuid4().hex[:8]} {{ patientStats {{ total }} }}"
+
+    def bearer(client: str | None) -> dict[str, str]:
+        signed = issue(
+            SECRET, subject="tester", hospital_id=dataset.alpha.id, roles=["admin"], client=client
+        )
+        return {"Authorization": f"Bearer {signed}"}
+
+    async with app.router.lifespan_context(app):
+        for name in ("web", "dev", "unknown", None):
+            by_header = await call(app, dataset.alpha, client=name, query=text)
+            assert code(by_header) == "PERSISTED_QUERY_NOT_IN_LIST", name
+        web = await call(app, dataset.alpha, headers=bearer("web"), query=text)
+        assert web.json()["data"]["patientStats"]["total"] == 120
+        # The claim decides even against a header naming a looser client.
+        ios = await call(app, dataset.alpha, client="dev", headers=bearer("ios"), query=text)
+        assert code(ios) == "PERSISTED_QUERY_NOT_IN_LIST"
+        # A client the configuration does not name gets the default.
+        other = await call(app, dataset.alpha, headers=bearer("kiosk"), query=text)
+        assert code(other) == "PERSISTED_QUERY_NOT_IN_LIST"
+    loose = create_app(settings.with_(redis_url=REDIS, document_modes={"ios": "trusted"}))
+    async with loose.router.lifespan_context(loose):
+        # A header may always ask for a stricter mode than the default.
+        stricter = await call(loose, dataset.alpha, client="ios", query=text)
+        assert code(stricter) == "PERSISTED_QUERY_NOT_IN_LIST"

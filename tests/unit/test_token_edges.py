@@ -14,6 +14,7 @@ import pytest
 from hms.security.tokens import (
     DEFAULT_TTL,
     LEEWAY,
+    MAX_CLIENT_NAME,
     MAX_LIFETIME,
     AuthError,
     issue,
@@ -49,6 +50,9 @@ def signed(**claims: Any) -> str:
         ({"hospital_id": "not-a-uuid"}, "no valid hospital_id"),
         ({"iat": ...}, "malformed"),
         ({"exp": ...}, "malformed"),
+        ({"azp": ""}, "azp claim must be a string of 1 to 100 characters"),
+        ({"azp": 7}, "azp claim must be a string of 1 to 100 characters"),
+        ({"azp": "x" * 101}, "azp claim must be a string of 1 to 100 characters"),
     ],
 )
 def test_malformed_claims_are_refused_with_a_reason(claims: dict[str, Any], message: str) -> None:
@@ -102,3 +106,14 @@ def test_issued_roles_are_deduplicated_and_sorted() -> None:
     )
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert claims["roles"] == ["admin", "front_desk"]
+
+
+def test_the_client_application_comes_from_azp() -> None:
+    assert verify(SECRET, signed()).client is None
+    assert verify(SECRET, signed(azp="ios")).client == "ios"
+    assert verify(SECRET, signed(azp="x" * MAX_CLIENT_NAME)).client == "x" * MAX_CLIENT_NAME
+    made = issue(SECRET, subject="u", hospital_id=uuid.uuid4(), roles=["admin"], client="web")
+    assert jwt.decode(made, options={"verify_signature": False})["azp"] == "web"
+    assert verify(SECRET, made).client == "web"
+    plain = issue(SECRET, subject="u", hospital_id=uuid.uuid4(), roles=["admin"])
+    assert "azp" not in jwt.decode(plain, options={"verify_signature": False})
