@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hms.cache.backend import cache_from_url
+from hms.cache.backend import RedisCache, cache_from_url
 from hms.http import graphiql
 from hms.http.graphql import GraphQLEndpoint
 from hms.http.health import healthz, metrics, readyz
+from hms.limits.budget import MemoryBudgets, RedisBudgets
 from hms.observability.metrics import Metrics
 from hms.persistence import hospitals
 from hms.persistence.database import Database
@@ -47,6 +48,13 @@ def create_app(settings: Settings) -> Starlette:
         authenticator = Authenticator(
             secret, Tenants(database), max_lifetime=settings.max_token_lifetime
         )
+        # Cost budgets live next to the cache: in Redis (one Lua script per step), or in this
+        # process's memory when there is no Redis (one worker).
+        budgets = (
+            RedisBudgets(cache.client, prefix=cache.prefix)
+            if isinstance(cache, RedisCache)
+            else MemoryBudgets()
+        )
         pipeline = Pipeline(
             schema=schema._schema,
             settings=settings,
@@ -54,6 +62,7 @@ def create_app(settings: Settings) -> Starlette:
             cache=cache,
             authenticator=authenticator,
             metrics=metrics,
+            budgets=budgets,
         )
         app.state.pipeline = pipeline
         app.state.endpoint = GraphQLEndpoint(pipeline, max_body_bytes=settings.max_body_bytes)

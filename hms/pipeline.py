@@ -6,10 +6,12 @@
 1. :meth:`~Pipeline.authenticate` — a verified token for a hospital that exists;
 2. :meth:`~Pipeline.document` — parsed and validated (cached), the operation chosen;
 3. :meth:`~Pipeline.check_inputs` — bounds on every variable before anything runs;
-4. plan — the interpreted path (graphql-core over the strawberry schema with DataLoaders);
+4. :meth:`~Pipeline.admit` — the operation's cost: caps, then the caller's budget
+   (:mod:`hms.limits.gate`); the unused part is refunded after execution;
 5. :meth:`~Pipeline.execute` — one transaction under the request's deadline, idempotency for
-   mutations;
-6. :func:`encode` — the body and its status for the negotiated media type.
+   mutations; the compiled path (one statement) or the interpreted one;
+6. :func:`encode` — the body and its status for the negotiated media type, with
+   ``extensions.cost``.
 
 A step refuses a request by raising :class:`Failure`; a refused request has ``errors`` and no
 ``data``. The rules a response must keep are enforced in step 5, in one place:
@@ -56,6 +58,9 @@ from hms.compiler import Compiler
 from hms.context import Context, Principal
 from hms.documents import Document, DocumentCache
 from hms.documents.persisted import DocumentStore, Mode, PersistedRef, document_id, mode_for
+from hms.limits.budget import Budgets, MemoryBudgets
+from hms.limits.cost import FieldRule, rules_from_sdl
+from hms.limits.gate import Charge, CostGate, Refusal
 from hms.limits.inputs import InputLimitError, InputLimitsRule, check_variables
 from hms.loaders import Loaders
 from hms.observability.logs import log_failure
@@ -70,6 +75,7 @@ from hms.persistence.database import (
 )
 from hms.resolvers.errors import ClientError
 from hms.schema import arguments, execution
+from hms.schema import schema as strawberry_schema
 from hms.security.identity import Authenticator
 from hms.security.tokens import AuthError
 from hms.settings import Settings
@@ -98,6 +104,8 @@ class GraphQLRequest:
     persisted: PersistedRef | None = None
     #: The client application (``apollographql-client-name``): it picks the document mode.
     client_name: str | None = None
+    #: ``HMS-Dry-Run: cost``: cost the operation and say where the caller stands, run nothing.
+    dry_run: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -233,6 +241,8 @@ class Pipeline:
         authenticator: Authenticator,
         middleware: Middleware | None = None,
         metrics: Metrics | None = None,
+        budgets: Budgets | None = None,
+        cost_rules: Mapping[tuple[str, str], FieldRule] | None = None,
     ) -> None:
         self.schema = schema
         self.settings = settings
@@ -251,6 +261,13 @@ class Pipeline:
         self.compiler = (
             Compiler(schema, arguments, settings) if settings.execution == "compiled" else None
         )
+        self.costs = CostGate(
+            schema,
+            rules_from_sdl(strawberry_schema.as_str()) if cost_rules is None else cost_rules,
+            settings,
+            budgets or MemoryBudgets(),
+            count=lambda code, outcome: self.metrics.cost_refusals.labels(code, outcome).inc(),
+        )
         self.documents = DocumentCache(
             schema,
             size=settings.document_cache_size,
@@ -267,7 +284,11 @@ class Pipeline:
             if request.persisted is not None and request.query is not None:
                 await self.register(request, principal, text)
             self.check_inputs(request)
-            reply = await self.execute(request, principal, document, operation, text)
+            charge = await self.admit(request, principal, document, operation)
+            if request.dry_run:
+                return self.dry_run_reply(request, charge)
+            reply = await self.execute(request, principal, document, operation, text, charge)
+            await self.costs.settle(charge)
         except Failure as failure:
             # An answer, not a fault: its traceback is never shown, and the frames on it can
             # hold the failure itself (a cycle only the collector would free).
@@ -279,7 +300,51 @@ class Pipeline:
         # .caching); everything else, patient data above all, is not stored anywhere.
         cacheable = request.method == "GET" and reply.status == 200 and document.max_age
         control = f"private, max-age={document.max_age}" if cacheable else "no-store"
-        return dataclasses.replace(reply, headers={**reply.headers, "Cache-Control": control})
+        headers = {**reply.headers, **charge.headers(), "Cache-Control": control}
+        return dataclasses.replace(reply, headers=headers)
+
+    async def admit(
+        self,
+        request: GraphQLRequest,
+        principal: Principal,
+        document: Document,
+        operation: OperationDefinitionNode,
+    ) -> Charge:
+        assert document.ast is not None
+        try:
+            return await self.costs.admit(
+                document.ast,
+                operation,
+                request.variables,
+                principal,
+                request.client_name,
+                dry_run=request.dry_run,
+            )
+        except Refusal as refusal:
+            refusal.__traceback__ = None
+            extensions = {"code": refusal.code, **refusal.extensions}
+            error = {"message": str(refusal), "extensions": extensions}
+            raise Failure(
+                str(refusal),
+                refusal.code,
+                refusal.status,
+                headers=refusal.headers,
+                errors=[error],
+            ) from None
+
+    def dry_run_reply(self, request: GraphQLRequest, charge: Charge) -> Reply:
+        """What the operation would cost and where the caller stands; nothing ran."""
+        body = {
+            "errors": [
+                {
+                    "message": "Dry run: the operation was costed, not run",
+                    "extensions": {"code": "DRY_RUN"},
+                }
+            ],
+            "extensions": {"cost": charge.extension()},
+        }
+        headers = {**charge.headers(), "Cache-Control": "no-store"}
+        return Reply(200, orjson.dumps(body), content_type(request.media_type), headers)
 
     def mode(self, request: GraphQLRequest, principal: Principal) -> Mode:
         settings = self.settings
@@ -427,6 +492,7 @@ class Pipeline:
         document: Document,
         operation: OperationDefinitionNode,
         text: str,
+        charge: Charge,
     ) -> Reply:
         readonly = operation.operation is OperationType.QUERY
         timeout = self.settings.read_timeout if readonly else self.settings.write_timeout
@@ -437,7 +503,7 @@ class Pipeline:
                 assert db.deadline is not None
                 async with asyncio.timeout_at(db.deadline):
                     reply, commit = await self._in_transaction(
-                        request, principal, document, operation, db, idempotency
+                        request, principal, document, operation, db, idempotency, charge
                     )
             except TimeoutError:
                 raise timed_out(timeout) from None
@@ -459,11 +525,14 @@ class Pipeline:
         operation: OperationDefinitionNode,
         db: RequestDb,
         idempotency: tuple[str, bytes] | None,
+        charge: Charge,
     ) -> tuple[Reply, bool]:
         """Run the operation inside the request's transaction: the reply, and whether to commit."""
         now = dt.datetime.now(dt.UTC)
         if self.compiler is not None and db.readonly:
-            compiled = await self._compiled(request, principal, document, operation, db, now)
+            compiled = await self._compiled(
+                request, principal, document, operation, db, now, charge
+            )
             if compiled is not None:
                 return compiled, False
         if idempotency is not None:
@@ -479,6 +548,7 @@ class Pipeline:
                     status=422,
                 )
             if claimed.outcome == "replay":
+                charge.finish(None)  # nothing ran: the whole estimate goes back
                 reply = Reply(
                     claimed.status,
                     claimed.response,
@@ -513,6 +583,10 @@ class Pipeline:
         if db.failure is not None:  # a resolver may have turned it into a field error
             raise db.failure
         status, body = encode(result, request.media_type)
+        if "data" in body:
+            body["extensions"] = {"cost": charge.finish(result.data)}
+        else:
+            charge.finish(None)
         execution.release_tracebacks(result.errors or ())
         commit = not db.readonly and "data" in body  # no data: a request error, nothing ran
         if commit and result.errors:
@@ -520,7 +594,7 @@ class Pipeline:
             body = {
                 "data": None,
                 "errors": body["errors"],
-                "extensions": {"rolledBack": True},
+                "extensions": {"rolledBack": True, **body["extensions"]},
             }
             commit = False
         payload = orjson.dumps(body)
@@ -539,6 +613,7 @@ class Pipeline:
         operation: OperationDefinitionNode,
         db: RequestDb,
         now: dt.datetime,
+        charge: Charge,
     ) -> Reply | None:
         """The reply of the compiled statement, or None to run the interpreted path instead."""
         assert self.compiler is not None
@@ -561,7 +636,8 @@ class Pipeline:
         data, ok = await db.fetch_json(compiled.sql, compiled.params)
         if not ok:  # a cursor no visible row anchors: the interpreted path says so
             return None
-        body = b'{"data":' + data.encode() + b"}"
+        cost = charge.finish(orjson.loads(data) if charge.formula else None)
+        body = b'{"data":' + data.encode() + b',"extensions":' + orjson.dumps({"cost": cost}) + b"}"
         return Reply(200, body, content_type(request.media_type))
 
     async def _end(self, db: RequestDb, *, commit: bool) -> None:

@@ -24,8 +24,52 @@ DOCUMENT_MODES = ("open", "apq", "trusted", "audit")
 MIN_SECRET_BYTES = 32
 
 
+#: Items in a page when the request gives neither ``first`` nor ``last`` (DESIGN §5).
+DEFAULT_PAGE_SIZE = 20
+#: Whether cost limits refuse (``enforce``) or only report (``measure``).
+COST_MODES = ("measure", "enforce")
+#: A cost budget: (capacity in points, points refilled a second).
+Budget = tuple[float, float]
+
+
 class SettingsError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _pairs(env: Mapping[str, str], name: str, allowed: tuple[str, ...] | None) -> dict[str, str]:
+    """``a=x,b=y`` as a dict; with ``allowed``, every value must be one of them."""
+    pairs = {}
+    for item in env.get(name, "").split(","):
+        if not item.strip():
+            continue
+        key, _, value = item.partition("=")
+        if not key.strip() or not value.strip() or (allowed and value.strip() not in allowed):
+            expected = f" (values: {', '.join(allowed)})" if allowed else ""
+            raise SettingsError(
+                f"{name} must be name=value pairs separated by commas{expected},"
+                f" got {item.strip()!r}"
+            )
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _budget(name: str, raw: str, max_cost: int) -> Budget:
+    """``capacity/per-second``, e.g. ``1000/50``; the capacity must fit the largest operation."""
+    capacity, _, rate = raw.partition("/")
+    try:
+        budget = (float(capacity), float(rate))
+    except ValueError:
+        raise SettingsError(
+            f"{name}: a budget is capacity/per-second, e.g. 1000/50, got {raw!r}"
+        ) from None
+    if not (budget[0] > 0 and budget[1] > 0):
+        raise SettingsError(f"{name}: capacity and refill rate must be positive, got {raw!r}")
+    if budget[0] < max_cost:
+        raise SettingsError(
+            f"{name}: a capacity of {budget[0]:g} is below HMS_MAX_COST ({max_cost}):"
+            " such callers could never run their largest operations"
+        )
+    return budget
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -83,7 +127,7 @@ class Settings:
     db_max_overflow: int = 10
     max_body_bytes: int = 1_048_576
     max_page_size: int = 100
-    default_page_size: int = 20
+    default_page_size: int = DEFAULT_PAGE_SIZE
     graphiql: bool = True
     introspection: bool = True
     document_cache_size: int = 1024
@@ -109,6 +153,22 @@ class Settings:
     #: document registered automatically.
     apq_registrations_per_minute: int = 60
     apq_max_bytes: int = 32_768
+    #: Caps on one operation, checked before it runs (hms.limits.gate).
+    max_cost: int = 1000
+    max_depth: int = 12
+    max_aliases: int = 30
+    max_root_fields: int = 20
+    #: ``enforce`` or ``measure``, for clients not named in ``cost_modes``.
+    cost_mode: str = "enforce"
+    cost_modes: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Role -> budget of each caller with it (the largest of a caller's roles; ``default`` for
+    #: callers with none listed), and the budget of a whole hospital.
+    cost_budgets: dict[str, Budget] = dataclasses.field(
+        default_factory=lambda: {"default": (1000.0, 50.0)}
+    )
+    hospital_cost_budget: Budget = (20_000.0, 1000.0)
+    #: Callers with one of these roles are admitted when the budget store is down.
+    cost_fail_open_roles: frozenset[str] = frozenset({"clinician"})
 
     @property
     def is_dev(self) -> bool:
@@ -156,6 +216,25 @@ class Settings:
                 )
             document_modes[client.strip()] = mode.strip()
         data_dir = env.get("HMS_DATA_DIR")
+        max_cost = _int(env, "HMS_MAX_COST", 1000, minimum=1)
+        cost_mode = env.get("HMS_COST_MODE") or "enforce"
+        if cost_mode not in COST_MODES:
+            raise SettingsError(f"HMS_COST_MODE must be measure or enforce, got {cost_mode!r}")
+        cost_modes = _pairs(env, "HMS_COST_MODES", COST_MODES)
+        budgets = {"default": (1000.0, 50.0)}
+        for role, raw in _pairs(env, "HMS_COST_BUDGETS", None).items():
+            budgets[role] = _budget("HMS_COST_BUDGETS", raw, max_cost)
+        hospital_budget = _budget(
+            "HMS_HOSPITAL_COST_BUDGET",
+            env.get("HMS_HOSPITAL_COST_BUDGET") or "20000/1000",
+            max_cost,
+        )
+        if budgets["default"][0] < max_cost:
+            raise SettingsError(
+                f"the default cost budget ({budgets['default'][0]:g}) is below HMS_MAX_COST"
+                f" ({max_cost}): such callers could never run their largest operations"
+            )
+        fail_open = env.get("HMS_COST_FAIL_OPEN_ROLES")
         return cls(
             env="dev" if is_dev else "prod",
             database_url=env.get("HMS_DATABASE_URL") or None,
@@ -184,6 +263,19 @@ class Settings:
             apq_max_bytes=_int(env, "HMS_APQ_MAX_BYTES", 32_768, minimum=100),
             max_token_lifetime=dt.timedelta(
                 hours=_seconds(env, "HMS_MAX_TOKEN_LIFETIME_HOURS", 24.0, minimum=0.01)
+            ),
+            max_cost=max_cost,
+            max_depth=_int(env, "HMS_MAX_DEPTH", 12, minimum=1),
+            max_aliases=_int(env, "HMS_MAX_ALIASES", 30),
+            max_root_fields=_int(env, "HMS_MAX_ROOT_FIELDS", 20, minimum=1),
+            cost_mode=cost_mode,
+            cost_modes=cost_modes,
+            cost_budgets=budgets,
+            hospital_cost_budget=hospital_budget,
+            cost_fail_open_roles=frozenset(
+                {"clinician"}
+                if fail_open is None
+                else {r.strip() for r in fail_open.split(",") if r.strip()}
             ),
         )
 

@@ -71,7 +71,18 @@ async def dataset(database_url: str) -> fixtures.Dataset:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, jwt_secret=SECRET, graphiql=True, db_pool_size=5)
+    # Budgets no test can run out of, and a cost cap above the 100-item nested pages other
+    # tests read; tests/api/test_cost.py checks the shipped limits.
+    unlimited = (1e12, 1e12)
+    return Settings(
+        database_url=database_url,
+        jwt_secret=SECRET,
+        graphiql=True,
+        db_pool_size=5,
+        max_cost=100_000,
+        cost_budgets={"default": unlimited},
+        hospital_cost_budget=unlimited,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -147,6 +158,21 @@ def graphql_over(client: httpx.AsyncClient, dataset: fixtures.Dataset) -> GraphQ
         )
         assert response.status_code == status, response.text
         body: dict[str, Any] = response.json()
-        return body
+        return without_cost(body)
 
     return run
+
+
+COST_KEYS = {"requestedQueryCost", "actualQueryCost", "throttleStatus"}
+
+
+def without_cost(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without ``extensions.cost``, which every executed response must carry (the tests
+    of everything else compare bodies; tests/api/test_cost.py checks the figures)."""
+    if "data" in body:
+        extensions = body.get("extensions", {})
+        assert set(extensions.get("cost", {})) == COST_KEYS, body
+        del extensions["cost"]
+        if not extensions:
+            del body["extensions"]
+    return body

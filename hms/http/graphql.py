@@ -163,6 +163,7 @@ class GraphQLEndpoint:
             idempotency_key=self._idempotency_key(request),
             persisted=persisted,
             client_name=request.headers.get("apollographql-client-name"),
+            dry_run=self._dry_run(request),
         )
 
     async def _body(self, request: Request) -> bytes:
@@ -181,6 +182,15 @@ class GraphQLEndpoint:
                 raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
+
+    @staticmethod
+    def _dry_run(request: Request) -> bool:
+        value = request.headers.get("hms-dry-run")
+        if value is None:
+            return False
+        if value.strip().lower() != "cost":
+            raise bad_request("HMS-Dry-Run takes one value: cost", code="BAD_DRY_RUN")
+        return True
 
     @staticmethod
     def _idempotency_key(request: Request) -> str | None:

@@ -36,5 +36,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.cost_refusals = Counter(
+            "hms_cost_limited_total",
+            "Requests over a cost cap or budget (outcome refused, or measured in measure mode),"
+            " and budget-store outages (outcome admitted, refused, refund_lost), by code.",
+            ["code", "outcome"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

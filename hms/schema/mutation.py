@@ -16,6 +16,7 @@ import strawberry
 from hms.resolvers import appointment_mutations as appointments
 from hms.resolvers import encounter_mutations as encounters
 from hms.resolvers import patient_mutations as patients
+from hms.schema.directives import MUTATION
 from hms.schema.types.mutations import (
     CancelAppointmentInput,
     CancelAppointmentPayload,
@@ -37,18 +38,26 @@ from hms.schema.types.nodes import Info
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Register a patient; the MRN must be new in the hospital.")
+    @strawberry.mutation(
+        description="Register a patient; the MRN must be new in the hospital.",
+        directives=[MUTATION],
+    )
     async def create_patient(self, info: Info, input: CreatePatientInput) -> CreatePatientPayload:
         return CreatePatientPayload.of(await patients.create_patient(info.context, input.fields()))
 
-    @strawberry.mutation(description="Change a patient at expectedVersion; the version moves.")
+    @strawberry.mutation(
+        description="Change a patient at expectedVersion; the version moves.", directives=[MUTATION]
+    )
     async def update_patient(self, info: Info, input: UpdatePatientInput) -> UpdatePatientPayload:
         outcome = await patients.update_patient(
             info.context, input.id, input.expected_version, input.changes()
         )
         return UpdatePatientPayload.of(outcome)
 
-    @strawberry.mutation(description="Book a slot; an overlapping active booking is SLOT_TAKEN.")
+    @strawberry.mutation(
+        description="Book a slot; an overlapping active booking is SLOT_TAKEN.",
+        directives=[MUTATION],
+    )
     async def schedule_appointment(
         self, info: Info, input: ScheduleAppointmentInput
     ) -> ScheduleAppointmentPayload:
@@ -63,7 +72,9 @@ class Mutation:
         )
         return ScheduleAppointmentPayload.of(outcome)
 
-    @strawberry.mutation(description="Move an appointment that has not started yet.")
+    @strawberry.mutation(
+        description="Move an appointment that has not started yet.", directives=[MUTATION]
+    )
     async def reschedule_appointment(
         self, info: Info, input: RescheduleAppointmentInput
     ) -> RescheduleAppointmentPayload:
@@ -76,7 +87,7 @@ class Mutation:
         )
         return RescheduleAppointmentPayload.of(outcome)
 
-    @strawberry.mutation(description="Cancel with a reason; frees the slot.")
+    @strawberry.mutation(description="Cancel with a reason; frees the slot.", directives=[MUTATION])
     async def cancel_appointment(
         self, info: Info, input: CancelAppointmentInput
     ) -> CancelAppointmentPayload:
@@ -85,7 +96,9 @@ class Mutation:
         )
         return CancelAppointmentPayload.of(outcome)
 
-    @strawberry.mutation(description="Move along the FHIR workflow (not to CANCELLED).")
+    @strawberry.mutation(
+        description="Move along the FHIR workflow (not to CANCELLED).", directives=[MUTATION]
+    )
     async def set_appointment_status(
         self, info: Info, input: SetAppointmentStatusInput
     ) -> SetAppointmentStatusPayload:
@@ -97,7 +110,9 @@ class Mutation:
         )
         return SetAppointmentStatusPayload.of(outcome)
 
-    @strawberry.mutation(description="Record an encounter, optionally for an appointment.")
+    @strawberry.mutation(
+        description="Record an encounter, optionally for an appointment.", directives=[MUTATION]
+    )
     async def record_encounter(
         self, info: Info, input: RecordEncounterInput
     ) -> RecordEncounterPayload:

@@ -9,6 +9,7 @@ import strawberry
 from hms.resolvers import lists, nodes
 from hms.resolvers import patients as patient_resolvers
 from hms.resolvers.errors import BadUserInput
+from hms.schema.directives import AGGREGATE, BY_IDS, PAGE
 from hms.schema.types.connection import Connection, connection
 from hms.schema.types.inputs import (
     AppointmentFilter,
@@ -65,7 +66,9 @@ class Query:
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return _node(await nodes.node(info.context, id))
 
-    @strawberry.field(description="Objects by global id, in order; null where missing.")
+    @strawberry.field(
+        description="Objects by global id, in order; null where missing.", directives=[BY_IDS]
+    )
     async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
         if len(ids) > info.context.settings.max_page_size:
             raise BadUserInput(f"'ids' takes at most {info.context.settings.max_page_size} ids")
@@ -86,7 +89,7 @@ class Query:
         row = await patient_resolvers.patient_by_mrn(info.context, mrn)
         return None if row is None else Patient.from_row(row)
 
-    @strawberry.field
+    @strawberry.field(directives=[PAGE])
     async def patients(
         self,
         info: Info,
@@ -103,7 +106,7 @@ class Query:
         )
         return connection(page, Patient.from_row)
 
-    @strawberry.field
+    @strawberry.field(directives=[PAGE])
     async def appointments(
         self,
         info: Info,
@@ -120,7 +123,7 @@ class Query:
         )
         return connection(page, Appointment.from_row)
 
-    @strawberry.field(description="Newest first.")
+    @strawberry.field(description="Newest first.", directives=[PAGE])
     async def encounters(
         self,
         info: Info,
@@ -134,7 +137,7 @@ class Query:
         page = await lists.root_list(info.context, "encounters", {**args, "filter": filter})
         return connection(page, Encounter.from_row)
 
-    @strawberry.field(description="By family name, then given name.")
+    @strawberry.field(description="By family name, then given name.", directives=[PAGE])
     async def practitioners(
         self,
         info: Info,
@@ -148,7 +151,7 @@ class Query:
         page = await lists.root_list(info.context, "practitioners", {**args, "filter": filter})
         return connection(page, Practitioner.from_row)
 
-    @strawberry.field
+    @strawberry.field(directives=[AGGREGATE])
     async def patient_stats(self, info: Info) -> PatientStats:
         row = await patient_resolvers.patient_stats(info.context)
         return PatientStats(

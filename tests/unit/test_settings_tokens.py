@@ -42,6 +42,14 @@ def test_prod_requires_a_secret_and_turns_off_dev_surfaces() -> None:
         ({"HMS_GRAPHIQL": "maybe"}, "HMS_GRAPHIQL must be a boolean"),
         ({"HMS_JWT_SECRET": "short"}, "at least 32 bytes"),
         ({"HMS_MAX_BODY_BYTES": "10"}, "at least 1024"),
+        ({"HMS_COST_MODE": "warn"}, "HMS_COST_MODE must be measure or enforce"),
+        ({"HMS_COST_MODES": "web=off"}, "HMS_COST_MODES must be name=value pairs"),
+        ({"HMS_COST_BUDGETS": "admin=lots"}, "a budget is capacity/per-second"),
+        ({"HMS_COST_BUDGETS": "admin=2000/0"}, "must be positive"),
+        ({"HMS_COST_BUDGETS": "admin=500/50"}, "below HMS_MAX_COST"),
+        ({"HMS_MAX_COST": "5000"}, "the default cost budget"),
+        ({"HMS_HOSPITAL_COST_BUDGET": "999/10"}, "HMS_HOSPITAL_COST_BUDGET: a capacity of 999"),
+        ({"HMS_MAX_DEPTH": "0"}, "HMS_MAX_DEPTH must be at least 1"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -102,3 +110,31 @@ def test_bearer_header_shapes(header: str | None) -> None:
 
 def test_bearer_is_case_insensitive_on_the_scheme() -> None:
     assert bearer("bearer abc") == "abc"
+
+
+def test_cost_settings_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "HMS_MAX_COST": "2000",
+            "HMS_MAX_DEPTH": "9",
+            "HMS_MAX_ALIASES": "0",
+            "HMS_MAX_ROOT_FIELDS": "3",
+            "HMS_COST_MODE": "measure",
+            "HMS_COST_MODES": "ios=enforce, web=measure",
+            "HMS_COST_BUDGETS": "default=2000/100,admin=5000/250",
+            "HMS_HOSPITAL_COST_BUDGET": "50000/2000",
+            "HMS_COST_FAIL_OPEN_ROLES": "clinician, front_desk",
+        }
+    )
+    assert (settings.max_cost, settings.max_depth, settings.max_aliases) == (2000, 9, 0)
+    assert settings.max_root_fields == 3
+    assert settings.cost_mode == "measure"
+    assert settings.cost_modes == {"ios": "enforce", "web": "measure"}
+    assert settings.cost_budgets == {"default": (2000.0, 100.0), "admin": (5000.0, 250.0)}
+    assert settings.hospital_cost_budget == (50000.0, 2000.0)
+    assert settings.cost_fail_open_roles == {"clinician", "front_desk"}
+    defaults = Settings.from_env({})
+    assert (defaults.max_cost, defaults.max_depth, defaults.max_aliases) == (1000, 12, 30)
+    assert defaults.cost_budgets == {"default": (1000.0, 50.0)}
+    assert defaults.cost_fail_open_roles == {"clinician"}
+    assert Settings.from_env({"HMS_COST_FAIL_OPEN_ROLES": ""}).cost_fail_open_roles == set()

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 import strawberry
 
 from hms.resolvers.pagination import Page
+from hms.schema.directives import COUNT, EDGES
 
 NodeT = TypeVar("NodeT")
 
@@ -37,7 +38,7 @@ class Edge(Generic[NodeT]):
 
 @strawberry.type
 class Connection(Generic[NodeT]):
-    edges: list[Edge[NodeT]]
+    edges: list[Edge[NodeT]] = strawberry.field(directives=[EDGES])
     _page: strawberry.Private[Page]
 
     @strawberry.field
@@ -50,7 +51,9 @@ class Connection(Generic[NodeT]):
             end_cursor=self._page.cursor(rows[-1]) if rows else None,
         )
 
-    @strawberry.field(description="Rows matching the filter; counted only when selected.")
+    @strawberry.field(
+        description="Rows matching the filter; counted only when selected.", directives=[COUNT]
+    )
     async def total_count(self) -> int:
         return await self._page.count()
 

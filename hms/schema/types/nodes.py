@@ -21,6 +21,7 @@ from hms.resolvers import patients as patient_resolvers
 from hms.resolvers import scheduling
 from hms.resolvers.fields import OBJECTS, Kind, Leaf
 from hms.resolvers.relay import to_global_id
+from hms.schema.directives import NESTED_PAGE
 from hms.schema.types.connection import Connection, connection
 from hms.schema.types.enums import AppointmentStatus, EncounterClass, EncounterStatus, Gender
 from hms.schema.types.inputs import AppointmentFilter, EncounterFilter
@@ -107,7 +108,7 @@ class Patient(Node):
     def from_row(cls, row: Any) -> Patient:
         return cls(**_PATIENT(cls, row, pk=row.id))
 
-    @strawberry.field(description="Newest first.")
+    @strawberry.field(description="Newest first.", directives=[NESTED_PAGE])
     async def appointments(
         self,
         info: Info,
@@ -119,7 +120,7 @@ class Patient(Node):
         page = await patient_resolvers.appointments_of(info.context, self.pk, args)
         return connection(page, Appointment.from_row)
 
-    @strawberry.field(description="Newest first.")
+    @strawberry.field(description="Newest first.", directives=[NESTED_PAGE])
     async def encounters(
         self,
         info: Info,
@@ -144,7 +145,9 @@ class Practitioner(Node):
     def from_row(cls, row: Any) -> Practitioner:
         return cls(**_PRACTITIONER(cls, row, pk=row.id))
 
-    @strawberry.field(description="In time order (the practitioner's schedule).")
+    @strawberry.field(
+        description="In time order (the practitioner's schedule).", directives=[NESTED_PAGE]
+    )
     async def appointments(
         self,
         info: Info,
