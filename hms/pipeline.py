@@ -281,12 +281,13 @@ class Pipeline:
             principal = await self.authenticate(request.authorization)
             text = await self.document_text(request, principal)
             document, operation = self.document(request, text)
-            if request.persisted is not None and request.query is not None:
-                await self.register(request, principal, text)
             self.check_inputs(request)
             charge = await self.admit(request, principal, document, operation)
             if request.dry_run:
                 return self.dry_run_reply(request, charge)
+            # Kept only once it is known to be valid and within the cost limits.
+            if request.persisted is not None and request.query is not None:
+                await self.register(request, principal, text)
             reply = await self.execute(request, principal, document, operation, text, charge)
             await self.costs.settle(charge)
         except Failure as failure:

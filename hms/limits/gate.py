@@ -76,14 +76,15 @@ class Charge:
 
     def finish(self, data: Mapping[str, Any] | None) -> dict[str, Any]:
         """Settle the actual cost of ``data`` (None: nothing ran) and describe the charge."""
-        self.actual = min(self.requested, self.formula.actual(data) if self.formula else 0)
+        self.actual = self.formula.actual(data) if self.formula else 0
         if self.reserved:
             self.available = min(self.rate.capacity, self.available + self.refund)
         return self.extension()
 
     @property
     def refund(self) -> int:
-        return self.requested - (self.actual if self.actual is not None else self.requested)
+        """What goes back to the buckets: the estimate is the most a request is charged."""
+        return max(0, self.requested - (self.actual if self.actual is not None else self.requested))
 
     def extension(self) -> dict[str, Any]:
         """``extensions.cost``, in Shopify's shape."""

@@ -7,6 +7,7 @@ hospital's bucket is large unless a test says otherwise.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import uuid
 from collections.abc import AsyncIterator
@@ -344,3 +345,20 @@ async def test_a_mutation_is_charged_its_weight(
     # createPatient 10 + patient 1 + userErrors 1 (a list of one assumed item); the patient
     # came back null (its lookup is still counted) and one error came back: 12 and 12.
     assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (12, 12)
+
+
+async def test_a_document_over_the_limits_is_not_registered(
+    limited: Starlette, dataset: fixtures.Dataset
+) -> None:
+    """Automatic persisted queries keep only documents that may run (issue 8, with 9)."""
+    over = over_and_under()[-1][2].replace("viewer", f"v{uuid.uuid4().hex[:6]}: viewer")
+    digest = hashlib.sha256(over.encode()).hexdigest()
+    apq = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+    token = caller(dataset.alpha)
+    transport = httpx.ASGITransport(app=limited)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hms.test") as http:
+        headers = {"Authorization": f"Bearer {token}"}
+        sent = await http.post("/graphql", json={"query": over, "extensions": apq}, headers=headers)
+        again = await http.post("/graphql", json={"extensions": apq}, headers=headers)
+    assert sent.json()["errors"][0]["extensions"]["code"] == "COST_ESTIMATED_TOO_EXPENSIVE"
+    assert again.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
