@@ -637,8 +637,9 @@ class Pipeline:
         data, ok = await db.fetch_json(compiled.sql, compiled.params)
         if not ok:  # a cursor no visible row anchors: the interpreted path says so
             return None
-        cost = charge.finish(orjson.loads(data) if charge.formula else None)
-        body = b'{"data":' + data.encode() + b',"extensions":' + orjson.dumps({"cost": cost}) + b"}"
+        text = data.encode()
+        cost = charge.finish_text(text)
+        body = b'{"data":' + text + b',"extensions":' + orjson.dumps({"cost": cost}) + b"}"
         return Reply(200, body, content_type(request.media_type))
 
     async def _end(self, db: RequestDb, *, commit: bool) -> None:

@@ -26,14 +26,16 @@ fragments is one field, a spread counts where its type condition applies, ``@ski
 The walk happens once per document, operation and set of Boolean variable values (the only
 variables that change which fields are collected); it yields a :class:`Formula` that the
 sizes are plugged into per request in microseconds. The formula also gives the *actual* cost
-of an answer — the same sum with the number of items really returned (:meth:`Formula.actual`).
+of an answer — the same weights, counted where they appear in what came back
+(:meth:`Formula.actual`, :meth:`Formula.actual_text`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from graphql import (
@@ -181,29 +183,79 @@ class Term:
         inner = max((sum(c.cost(variables) for c in group) for group in self.children), default=0)
         return (self.size(variables) or 0) * (self.weight + inner)
 
-    def actual(self, value: Any) -> int:
-        """The cost of what was returned for this field."""
+    def count(self, value: Any) -> int:
+        """The actual cost of ``value``, found under this term's key: its weight (per item for
+        a weighted list), and its fields where they came back. Of an abstract field's possible
+        types, each key is read as the first type that selects it."""
         if self.is_list:
-            items = value if isinstance(value, list) else ()
-            return sum(self._one(item) for item in items)
-        return self._one(value)
+            items = value if isinstance(value, list) else []
+            total = self.weight * len(items)
+        else:
+            items, total = [value], self.weight
+        children: dict[str, Term] = {}
+        for group in self.children:
+            for child in group:
+                children.setdefault(child.key, child)
+        for item in items:
+            if isinstance(item, dict):
+                total += sum(
+                    child.count(item[key]) for key, child in children.items() if key in item
+                )
+        return total
 
-    def _one(self, value: Any) -> int:
-        if not isinstance(value, dict) or not self.children:
-            return self.weight
-        return self.weight + max(
-            sum(c.actual(value.get(c.key)) for c in group) for group in self.children
-        )
+    def walk(self, root: bool = True) -> Iterator[tuple[Term, bool]]:
+        """This term and every term below it, each with whether it is a root field."""
+        yield self, root
+        for group in self.children:
+            for child in group:
+                yield from child.walk(False)
 
 
 @dataclasses.dataclass(frozen=True)
 class Formula:
-    """An operation's cost as a function of its variables, and its shape's limits."""
+    """An operation's cost as a function of its variables, and its shape's limits.
+
+    The **actual** cost of an answer is the same sum over what came back: every field's weight
+    once per place it appears in ``data`` (a null object still counts: it was looked up), and
+    a weighted list's weight once per item. Since a response key is a GraphQL name and JSON
+    escapes every quote inside a string, ``"key":`` occurs in the JSON text of ``data``
+    exactly where that key is an object key, so the compiled path counts the text of its
+    answer instead of decoding it (:meth:`actual_text`) and gets what :meth:`actual` gets from
+    decoded data.
+    """
 
     terms: tuple[Term, ...]
     depth: int
     aliases: int
     mutation: bool
+    #: Response key -> weight of the field under it, for keys that always mean one weight.
+    keyed: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #: Response key -> weight of each item, for lists whose items weigh something.
+    listed: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #: The text of an answer can be counted: no key means two weights, and weighted lists are
+    #: root fields only (whose item counts are their sizes).
+    countable: bool = True
+
+    @classmethod
+    def of(cls, terms: tuple[Term, ...], depth: int, aliases: int, mutation: bool) -> Formula:
+        keyed: dict[str, int] = {}
+        listed: dict[str, int] = {}
+        countable = True
+        for root in terms:
+            for term, at_root in root.walk():
+                weighted_list = term.is_list and term.weight > 0
+                table, other = (listed, keyed) if weighted_list else (keyed, listed)
+                if table.get(term.key, term.weight) != term.weight or term.key in other:
+                    countable = False  # one key, two weights: count by walking the data
+                table[term.key] = term.weight
+                if weighted_list and not at_root:
+                    countable = False
+        return cls(terms, depth, aliases, mutation, keyed, listed, countable)
+
+    @functools.cached_property
+    def patterns(self) -> tuple[tuple[bytes, int], ...]:
+        """``"key":`` of every weighted key, with its weight."""
+        return tuple((b'"' + k.encode() + b'":', w) for k, w in self.keyed.items() if w)
 
     @property
     def root_fields(self) -> int:
@@ -212,10 +264,38 @@ class Formula:
     def cost(self, variables: Mapping[str, Any]) -> int:
         return sum(term.cost(variables) for term in self.terms)
 
-    def actual(self, data: Mapping[str, Any] | None) -> int:
-        if data is None:
+    def actual(self, data: Any) -> int:
+        """The actual cost of decoded ``data``: the weights of its keys where they mean one
+        weight each (:attr:`countable`, as :meth:`actual_text` counts), else field by field."""
+        if not isinstance(data, dict):
             return 0
-        return sum(term.actual(data.get(term.key)) for term in self.terms)
+        if self.countable:
+            return self._keys(data)
+        return sum(term.count(data[term.key]) for term in self.terms if term.key in data)
+
+    def _keys(self, value: Any) -> int:
+        if isinstance(value, dict):
+            total = 0
+            for key, inner in value.items():
+                if isinstance(inner, list) and key in self.listed:
+                    total += self.listed[key] * len(inner)
+                else:
+                    total += self.keyed.get(key, 0)
+                total += self._keys(inner)
+            return total
+        if isinstance(value, list):
+            return sum(self._keys(item) for item in value)
+        return 0
+
+    def actual_text(self, data: bytes, variables: Mapping[str, Any]) -> int:
+        """The actual cost of ``data`` as JSON text, without decoding it (when
+        :attr:`countable`; the items of a weighted root list are as many as its size asks)."""
+        assert self.countable
+        total = sum(weight * data.count(pattern) for pattern, weight in self.patterns)
+        for term in self.terms:
+            if term.key in self.listed:
+                total += self.listed[term.key] * (term.size(variables) or 0)
+        return total
 
     def hot_paths(self, variables: Mapping[str, Any], count: int = 3) -> list[dict[str, Any]]:
         """The most expensive root fields, each followed down its most expensive branch."""
@@ -329,7 +409,7 @@ class _Walk:
             self.term(root, key, details, 1, root_weight=MUTATION_WEIGHT if mutation else None)
             for key, details in collected.grouped_field_set.items()
         )
-        return Formula(terms, self.depth, self.aliases, mutation)
+        return Formula.of(terms, self.depth, self.aliases, mutation)
 
     def term(
         self,

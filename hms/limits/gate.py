@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 from graphql import DocumentNode, GraphQLSchema, OperationDefinitionNode
 from graphql.execution.values import get_variable_values
 
@@ -73,10 +74,24 @@ class Charge:
     #: The caller's bucket level after the reservation (or now, for a dry run).
     available: float = 0.0
     actual: int | None = None
+    #: The request's coerced variables (list sizes come from them).
+    variables: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def finish(self, data: Mapping[str, Any] | None) -> dict[str, Any]:
         """Settle the actual cost of ``data`` (None: nothing ran) and describe the charge."""
-        self.actual = self.formula.actual(data) if self.formula else 0
+        return self._settled(self.formula.actual(data) if self.formula else 0)
+
+    def finish_text(self, data: bytes) -> dict[str, Any]:
+        """The same for ``data`` as JSON text, counted without decoding it where it can be."""
+        formula = self.formula
+        if formula is None:
+            return self._settled(0)
+        if formula.countable:
+            return self._settled(formula.actual_text(data, self.variables))
+        return self._settled(formula.actual(orjson.loads(data)))
+
+    def _settled(self, actual: int) -> dict[str, Any]:
+        self.actual = actual
         if self.reserved:
             self.available = min(self.rate.capacity, self.available + self.refund)
         return self.extension()
@@ -172,6 +187,7 @@ class CostGate:
             ),
             hospital=keys.hospital_budget(str(principal.hospital_id)),
             rates=rates,
+            variables=coerced.coerced,
         )
         try:
             if dry_run:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from graphql import DocumentNode, OperationDefinitionNode, parse
 from graphql.execution.values import get_variable_values
@@ -165,3 +166,49 @@ def test_hot_paths_name_the_expensive_branch() -> None:
         "path": "patients.edges.node.appointments.edges.node",
         "cost": 1 + 100 * (1 + 1 + 100),
     }
+
+
+def test_the_text_of_an_answer_counts_as_its_decoded_data() -> None:
+    found, values = formula(DASHBOARD, {"n": 3})
+    data = {
+        "patients": {
+            "edges": [
+                {"node": {"mrn": '"node":{', "appointments": {"edges": []}, "encounters": None}},
+                {
+                    "node": {
+                        "mrn": 'x\\"appointments\\":',
+                        "appointments": {"edges": [{"node": {"practitioner": None}}]},
+                        "encounters": {"edges": []},
+                    }
+                },
+            ]
+        }
+    }
+    text = orjson.dumps(data)
+    assert b'"node":{' in text  # inside a string it is escaped: \"node\":{
+    assert found.countable
+    # patients 1, node 2 + 1, appointments 2, encounters 2 (one null), practitioner 1 (null).
+    assert found.actual_text(text, values) == found.actual(data) == 1 + 3 + 2 + 2 + 1
+
+
+def test_root_lists_count_their_items_and_nested_ones_make_the_text_uncountable() -> None:
+    nodes, values = formula("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ["a"] * 4})
+    assert nodes.countable
+    answer = {"nodes": [{"id": "a"}, None, None, {"id": "b"}]}
+    assert nodes.actual_text(orjson.dumps(answer), values) == nodes.actual(answer) == 4
+    mutation, _ = formula(
+        'mutation { createPatient(input: {mrn: "X", givenName: "A", familyName: "B"})'
+        " { userErrors { code } } }"
+    )
+    assert not mutation.countable  # userErrors: a weighted list below the root
+    assert mutation.actual({"createPatient": {"userErrors": [{"code": "X"}] * 3}}) == 10 + 3
+
+
+def test_a_key_with_two_weights_is_counted_on_decoded_data() -> None:
+    found, _ = formula(
+        '{ patient(id: "x") { node: mrn appointments(first: 1) { edges { node { id } } } } }'
+    )
+    assert not found.countable
+    answer = {"patient": {"node": "A1", "appointments": {"edges": [{"node": {"id": "1"}}]}}}
+    # patient 1 + appointments 1 + one appointment node 1; the aliased mrn weighs nothing.
+    assert found.actual(answer) == 3
