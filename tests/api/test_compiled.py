@@ -39,6 +39,12 @@ def compiler_never_fails(
         assert "compiling a query failed" not in caplog.text
 
 
+def compiled_statement(statements: list[str]) -> bool:
+    """One statement, and the compiled one (the interpreted path can also need just one: a
+    DataLoader batches two root lookups into one statement)."""
+    return len(statements) == 1 and "::text AS data" in statements[0]
+
+
 async def same(
     gql: GraphQL,
     igql: GraphQL,
@@ -55,7 +61,7 @@ async def same(
     else:
         with recorded(compiled_by.state.database.primary) as statements:
             compiled = await gql(query, variables, hospital=hospital)
-        assert len(statements) == 1, f"not compiled: {query}"
+        assert compiled_statement(statements), f"not compiled: {query}"
     interpreted = await igql(query, variables, hospital=hospital)
     assert orjson.dumps(compiled) == orjson.dumps(interpreted), query
     return compiled
@@ -68,7 +74,7 @@ async def test_a_nested_document_is_one_statement(
     with recorded(app.state.database.primary) as statements:
         body = await gql(NESTED, {"n": n})
     assert len(body["data"]["patients"]["edges"]) == n
-    assert len(statements) == 1, statements
+    assert compiled_statement(statements), statements
     assert body == await igql(NESTED, {"n": n})
 
 
@@ -90,7 +96,7 @@ async def test_everything_selected_is_still_one_statement(
     with recorded(app.state.database.primary) as statements:
         body = await gql(query, {"p": patient})
     assert "errors" not in body
-    assert len(statements) == 1
+    assert compiled_statement(statements)
 
 
 DOCUMENTS: list[tuple[str, dict[str, Any]]] = [
