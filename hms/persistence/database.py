@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -226,13 +227,28 @@ class RequestDb:
     def closed(self) -> bool:
         return self._closed
 
+    def _classify(self, error: BaseException) -> DatabaseFailure | None:
+        """:func:`classify`, knowing the deadline: PostgreSQL ends a transaction left idle past
+        it by closing the session, so a connection lost once the deadline has passed is the
+        deadline's doing (TIMEOUT), not an outage."""
+        failure = classify(error)
+        if (
+            isinstance(failure, DatabaseUnavailable)
+            and self.deadline is not None
+            and asyncio.get_running_loop().time() >= self.deadline
+        ):
+            return StatementTimeout("the session ended at the request deadline", failure.sqlstate)
+        return failure
+
     def _timeout_ms(self) -> str:
         if self.deadline is None:
             return "0"  # PostgreSQL's "no limit"
         left = self.deadline - asyncio.get_running_loop().time()
         if left <= 0:
             raise StatementTimeout("the request deadline passed before its first statement")
-        return str(max(1, int(left * 1000)))
+        # Rounded up: PostgreSQL's timers start later than ``left`` was measured, so they fire
+        # at the deadline or just after it, never before (see _classify).
+        return str(math.ceil(left * 1000))
 
     async def _open(self) -> AsyncConnection:
         # A pooled connection may be stale after a database restart; SQLAlchemy invalidates it
@@ -274,7 +290,7 @@ class RequestDb:
                     self._conn = await self._open()
                 return await step(self._conn)
             except Exception as error:
-                failure = classify(error)
+                failure = self._classify(error)
                 if failure is None:
                     raise
                 if self.failure is None:
@@ -324,7 +340,7 @@ class RequestDb:
             try:
                 return await self._fetch_json(sql, params)
             except Exception as error:
-                failure = classify(error)
+                failure = self._classify(error)
                 if failure is None:
                     raise
                 if self.failure is None:

@@ -115,6 +115,25 @@ async def test_the_deadline_is_enforced_by_postgresql(
     assert checked_out(database) == 0
 
 
+async def test_a_session_ended_at_the_deadline_is_a_timeout_not_an_outage(
+    database: Database, dataset: fixtures.Dataset
+) -> None:
+    """PostgreSQL ends a transaction left idle past the deadline (idle_in_transaction_session_
+    timeout) by closing the session. The next statement then fails as a lost connection; that
+    loss is the deadline's doing, so it is a TIMEOUT (504), not SERVICE_UNAVAILABLE (503).
+    (CI once answered 503 here when the deadline fell between two statements of a request.)"""
+    db = database.request(dataset.alpha.id, readonly=True, timeout=0.3)
+    try:
+        assert await db.scalar(text("SELECT 1")) == 1
+        await asyncio.sleep(0.6)  # PostgreSQL closes the idle session at ~0.3 s
+        with pytest.raises(StatementTimeout):
+            await db.scalar(text("SELECT 1"))
+        assert isinstance(db.failure, StatementTimeout)
+    finally:
+        await db.close()
+    assert checked_out(database) == 0
+
+
 async def test_timeouts_are_bound_per_transaction(
     database: Database, dataset: fixtures.Dataset
 ) -> None:
