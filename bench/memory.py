@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret = secrets.token_urlsafe(32)
     seed = scratch.prepare(args.database_url, args.profile, secret, reseed=False)
     target = asyncio.run(scratch.target(seed.url))
-    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["admin"])
+    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["clinician"])
     checkouts = [("this", ROOT)]
     if args.checkout is not None:
         checkouts.append((args.checkout.name, args.checkout.resolve()))

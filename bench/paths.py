@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret = secrets.token_urlsafe(32)
     seed = scratch.prepare(args.database_url, args.profile, secret, reseed=False)
     target = asyncio.run(scratch.target(seed.url))
-    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["admin"])
+    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["clinician"])
     nested = orjson.dumps({"query": NESTED, "variables": {"n": NESTED_N}})
     one = orjson.dumps(
         {"query": PATIENT, "variables": {"id": to_global_id("Patient", target.patient_ids[0])}}

@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret = secrets.token_urlsafe(32)
     seed = scratch.prepare(args.database_url, args.profile, secret, reseed=False)
     target = asyncio.run(scratch.target(seed.url))
-    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["admin"])
+    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["clinician"])
     env = child_env(seed.url, secret, HMS_ENV="prod", HMS_REDIS_URL=args.redis_url)
     manifest = ROOT / "documents" / "manifest.json"
     subprocess.run(
@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     texts = mix(args.documents, seed=7, run=secrets.token_hex(4))
     sequence = zipf_sequence(args.warmup + args.replay, len(texts), args.zipf, seed=11)
     users = [
-        issue(secret, subject=f"user-{n}", hospital_id=target.hospital_id, roles=["admin"])
+        issue(secret, subject=f"user-{n}", hospital_id=target.hospital_id, roles=["clinician"])
         for n in range(args.users)
     ]
     replay = Replay(base, users, texts)

@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret = secrets.token_urlsafe(32)
     seed = scratch.prepare(args.database_url, args.profile, secret, reseed=args.reseed)
     target = asyncio.run(scratch.target(seed.url))
-    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["admin"])
+    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["clinician"])
     work = workloads(target)
     statements = uvloop.run(count_statements(seed.url, secret, token, work))
     port = _free_port()

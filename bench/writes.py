@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret = secrets.token_urlsafe(32)
     seed = scratch.prepare(args.database_url, args.profile, secret, reseed=False)
     target = asyncio.run(scratch.target(seed.url))
-    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["admin"])
+    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["clinician"])
     the_desk = asyncio.run(desk(seed.url, target.hospital_id))
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"

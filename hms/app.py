@@ -71,7 +71,7 @@ def create_app(settings: Settings) -> Starlette:
             try:
                 rows = await hospitals.all_as_owner(database.primary)
                 app.state.demo_tokens = {
-                    row.slug: issue(secret, subject="demo", hospital_id=row.id, roles=["admin"])
+                    row.slug: issue(secret, subject="demo", hospital_id=row.id, roles=["clinician"])
                     for row in rows
                 }
             except Exception:

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from hms.persistence import hospitals, migrate
 from hms.persistence.urls import async_url, asyncpg_dsn
+from hms.security import policy
 from hms.settings import Settings, SettingsError
 
 DEMO_HOSPITALS = 2
@@ -166,9 +167,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 settings.jwt_secret,
                 subject="demo",
                 hospital_id=hospital_id,
-                roles=["admin"],
+                roles=["clinician"],
             )
-            _say(f"Demo token ({slug}, admin): {token}")
+            _say(f"Demo token ({slug}, clinician): {token}")
     log_level = "info" if args.verbose else "warning"
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the previous handler; the
     # default one would kill the process without running atexit, leaving the embedded
@@ -398,6 +399,13 @@ def cmd_export_schema(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.schema import schema
+
+    sys.stdout.write(policy.markdown(policy.classes_from_sdl(schema.as_str())))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="hms", description="HMS hospital data platform")
     root.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -420,7 +428,13 @@ def parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser("token", help="print a signed demo token")
     token.add_argument("--hospital", required=True, help="hospital slug")
-    token.add_argument("--role", action="append", required=True, help="repeat for more roles")
+    token.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=policy.ROLES,
+        help="repeat for more roles (SECURITY.md: what each reads and writes)",
+    )
     token.add_argument("--subject", default="demo")
     token.add_argument("--ttl-hours", type=float, default=12.0)
     token.add_argument(
@@ -448,6 +462,10 @@ def parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument("output", nargs="?", default="schema.graphql", help="path, or - for stdout")
     export.set_defaults(run=cmd_export_schema)
+
+    commands.add_parser(
+        "policy", help="print which role reads which field class and runs which mutation"
+    ).set_defaults(run=cmd_policy)
     return root
 
 

@@ -76,6 +76,7 @@ from hms.persistence.database import (
 from hms.resolvers.errors import ClientError
 from hms.schema import arguments, execution
 from hms.schema import schema as strawberry_schema
+from hms.security import policy
 from hms.security.identity import Authenticator
 from hms.security.tokens import AuthError
 from hms.settings import Settings
@@ -259,7 +260,14 @@ class Pipeline:
         #: Tests inject faults through it.
         self.middleware = middleware
         self.compiler = (
-            Compiler(schema, arguments, settings) if settings.execution == "compiled" else None
+            Compiler(
+                schema,
+                arguments,
+                settings,
+                classes=policy.classes_from_sdl(strawberry_schema.as_str()),
+            )
+            if settings.execution == "compiled"
+            else None
         )
         self.costs = CostGate(
             schema,
@@ -436,7 +444,7 @@ class Pipeline:
 
     async def authenticate(self, authorization: str | None) -> Principal:
         try:
-            return await self.authenticator(authorization)
+            principal = await self.authenticator(authorization)
         except AuthError as error:
             raise Failure(
                 str(error),
@@ -446,6 +454,15 @@ class Pipeline:
             ) from None
         except DatabaseFailure:
             raise unavailable("The database is unavailable; retry shortly") from None
+        if not policy.known(principal.roles):
+            raise Failure(
+                "The token carries none of the roles "
+                + ", ".join(policy.ROLES)
+                + "; it may not read or write anything",
+                "FORBIDDEN",
+                403,
+            )
+        return principal
 
     def document(
         self, request: GraphQLRequest, text: str
@@ -628,6 +645,7 @@ class Pipeline:
                 subject=principal.subject,
                 roles=sorted(principal.roles),
                 now=now,
+                readable=policy.readable(principal.roles),
             )
         except Exception as error:  # a compiler bug must not cost the request: run interpreted
             log_failure(log, "compiling a query failed; answered interpreted", error)

@@ -118,7 +118,7 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def token(hospital: fixtures.HospitalData, *roles: str) -> str:
-    return issue(SECRET, subject="tester", hospital_id=hospital.id, roles=roles or ["admin"])
+    return issue(SECRET, subject="tester", hospital_id=hospital.id, roles=roles or ["clinician"])
 
 
 GraphQL = Callable[..., Awaitable[dict[str, Any]]]

@@ -4,7 +4,9 @@
 variants per document when requests of different shapes use it, and answers for each request
 either the SQL and its parameter values, or None: the interpreted path then runs it. See
 :mod:`hms.compiler.compile` for what a plan is and when a request is left to the interpreted
-path.
+path. A document that selects a field the caller's roles may not read (:mod:`hms.security.policy`)
+is left to the interpreted path too, which answers such a field with null and a ``FORBIDDEN``
+error on its exact path.
 """
 
 from __future__ import annotations
@@ -18,9 +20,16 @@ from typing import Any
 
 from graphql import (
     DocumentNode,
+    FieldNode,
     FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLInterfaceType,
+    GraphQLObjectType,
     GraphQLSchema,
+    InlineFragmentNode,
     OperationDefinitionNode,
+    SelectionSetNode,
+    get_named_type,
 )
 from graphql.execution.collect_fields import FragmentDetails
 from graphql.execution.values import get_variable_values
@@ -34,6 +43,7 @@ from hms.compiler.compile import (
     Plan,
     compile_plan,
 )
+from hms.security.policy import FieldClass
 from hms.settings import Settings
 
 __all__ = ["Compiled", "Compiler", "Plan"]
@@ -50,16 +60,23 @@ class Compiled:
 
 class Compiler:
     def __init__(
-        self, schema: GraphQLSchema, arguments: Arguments, settings: Settings, *, size: int = 1024
+        self,
+        schema: GraphQLSchema,
+        arguments: Arguments,
+        settings: Settings,
+        *,
+        classes: Mapping[tuple[str, str], FieldClass] | None = None,
+        size: int = 1024,
     ) -> None:
         self.schema = schema
         self.arguments = arguments
         self.settings = settings
+        self.classes = dict(classes or {})
         self.size = size
-        # (id of the document, operation) -> (the document, its plans, or None: not covered).
-        # The entry holds the document, so its id cannot be reused while the entry lives.
-        self._plans: OrderedDict[tuple[int, str | None], tuple[DocumentNode, list[Plan] | None]]
-        self._plans = OrderedDict()
+        # (id of the document, operation) -> the document, its plans (None: not covered) and
+        # the field classes it selects. The entry holds the document, so its id cannot be
+        # reused while the entry lives.
+        self._plans: OrderedDict[tuple[int, str | None], _Entry] = OrderedDict()
 
     def prepare(
         self,
@@ -71,22 +88,33 @@ class Compiler:
         subject: str,
         roles: list[str],
         now: dt.datetime,
+        readable: frozenset[FieldClass] = frozenset(FieldClass),
     ) -> Compiled | None:
-        """The statement and its values for this request, or None to run it interpreted."""
+        """The statement and its values for this request, or None to run it interpreted.
+
+        ``readable`` are the field classes the caller may read: a document that selects any
+        other is left to the interpreted path.
+        """
+        key = (id(document), operation.name.value if operation.name else None)
+        entry = self._plans.get(key)
+        if entry is None:
+            entry = _Entry(
+                document, [], _selected_classes(self.schema, self.classes, document, operation)
+            )
+            self._remember(key, entry)
+        else:
+            self._plans.move_to_end(key)
+        if not entry.classes <= readable:
+            return None
+        if entry.plans is None:
+            return None  # not covered
         coerced = get_variable_values(
             self.schema, operation.variable_definitions or (), dict(variables or {})
         )
         if isinstance(coerced, list):
             return None  # the interpreted path reports coercion errors
         binding = Binding(coerced, hospital_id, subject, roles, now, self.settings)
-        key = (id(document), operation.name.value if operation.name else None)
-        entry = self._plans.get(key)
-        variants: list[Plan] = []
-        if entry is not None:
-            if entry[1] is None:
-                return None  # not covered
-            variants = entry[1]
-            self._plans.move_to_end(key)
+        variants = entry.plans
         for plan in variants:
             try:
                 return Compiled(plan.sql, plan.bind(binding))
@@ -99,20 +127,69 @@ class Compiler:
             plan = compile_plan(self.schema, self.arguments, fragments, operation, binding)
             params = plan.bind(binding)
         except NotCovered:
-            self._remember(key, document, None)
+            entry.plans = None
             return None
         except Deopt:
             return None
-        self._remember(key, document, [plan, *variants][:VARIANTS])
+        entry.plans = [plan, *variants][:VARIANTS]
         return Compiled(plan.sql, params)
 
-    def _remember(
-        self, key: tuple[int, str | None], document: DocumentNode, plans: list[Plan] | None
-    ) -> None:
-        self._plans[key] = (document, plans)
+    def _remember(self, key: tuple[int, str | None], entry: _Entry) -> None:
+        self._plans[key] = entry
         self._plans.move_to_end(key)
         while len(self._plans) > self.size:
             self._plans.popitem(last=False)
+
+
+@dataclasses.dataclass
+class _Entry:
+    document: DocumentNode
+    plans: list[Plan] | None
+    classes: frozenset[FieldClass]
+
+
+def _selected_classes(
+    schema: GraphQLSchema,
+    classes: Mapping[tuple[str, str], FieldClass],
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+) -> frozenset[FieldClass]:
+    """Every field class the operation could read, wherever a field sits (fragments included,
+    ``@skip``/``@include`` ignored: a class that might be read counts)."""
+    if not classes:
+        return frozenset()
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    found: set[FieldClass] = set()
+    walked: set[str] = set()
+
+    def walk(selections: SelectionSetNode, parent: object) -> None:
+        if not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+            return
+        owners = [parent.name]
+        if isinstance(parent, GraphQLInterfaceType):
+            owners += [t.name for t in schema.get_implementations(parent).objects]
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                name = selection.name.value
+                found.update(c for o in owners if (c := classes.get((o, name))) is not None)
+                field = parent.fields.get(name)
+                if field is not None and selection.selection_set is not None:
+                    walk(selection.selection_set, get_named_type(field.type))
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                target = parent if condition is None else schema.get_type(condition.name.value)
+                walk(selection.selection_set, target)
+            elif isinstance(selection, FragmentSpreadNode):
+                spread = fragments.get(selection.name.value)
+                if spread is not None and spread.name.value not in walked:
+                    walked.add(spread.name.value)
+                    walk(spread.selection_set, schema.get_type(spread.type_condition.name.value))
+
+    root = schema.get_root_type(operation.operation)
+    walk(operation.selection_set, root)
+    return frozenset(found)
 
 
 def _fragments(document: DocumentNode) -> dict[str, FragmentDetails]:

@@ -24,6 +24,7 @@ COLUMNS = (
     patient.c.gender,
     patient.c.phone,
     patient.c.email,
+    patient.c.national_id_last4,
     patient.c.active,
     patient.c.deceased_at,
     patient.c.created_at,

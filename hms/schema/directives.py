@@ -11,6 +11,7 @@ import strawberry
 from strawberry.schema_directive import Location
 
 from hms.limits.cost import MUTATION_WEIGHT
+from hms.security.policy import FieldClass
 from hms.settings import DEFAULT_PAGE_SIZE
 
 
@@ -57,3 +58,20 @@ COUNT = Cost(weight="1")
 MUTATION = Cost(weight=str(MUTATION_WEIGHT))
 #: Reads that aggregate over a hospital's whole table (``patientStats``).
 AGGREGATE = Cost(weight="10")
+
+
+PhiClass = strawberry.enum(
+    FieldClass, name="PhiClass", description="What a field tells about a patient (SECURITY.md)."
+)
+
+
+@strawberry.schema_directive(
+    locations=[Location.FIELD_DEFINITION],
+    name="phi",
+    description=(
+        "The class of patient information a field holds; the role policy (SECURITY.md) says who"
+        " reads each class. A field the caller's roles may not read is null with a FORBIDDEN error."
+    ),
+)
+class Phi:
+    class_: PhiClass = strawberry.directive_field(name="class")  # type: ignore[valid-type]

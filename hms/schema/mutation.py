@@ -5,8 +5,8 @@ with several mutation fields, which GraphQL runs one after another, a field that
 ``userErrors`` leaves nothing behind and does not undo the fields before it. An unexpected error
 rolls back the whole request.
 
-Roles: for now any authenticated principal may write in their own hospital; role and PHI rules
-come with the security issue.
+Roles: :data:`hms.security.policy.WRITES` says who runs which mutation; a caller who may not
+gets the payload with a ``FORBIDDEN`` user error and nothing runs (:class:`WriteGuard`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from hms.resolvers import appointment_mutations as appointments
 from hms.resolvers import encounter_mutations as encounters
 from hms.resolvers import patient_mutations as patients
 from hms.schema.directives import MUTATION
+from hms.schema.guards import WriteGuard
 from hms.schema.types.mutations import (
     CancelAppointmentInput,
     CancelAppointmentPayload,
@@ -41,12 +42,15 @@ class Mutation:
     @strawberry.mutation(
         description="Register a patient; the MRN must be new in the hospital.",
         directives=[MUTATION],
+        extensions=[WriteGuard()],
     )
     async def create_patient(self, info: Info, input: CreatePatientInput) -> CreatePatientPayload:
         return CreatePatientPayload.of(await patients.create_patient(info.context, input.fields()))
 
     @strawberry.mutation(
-        description="Change a patient at expectedVersion; the version moves.", directives=[MUTATION]
+        description="Change a patient at expectedVersion; the version moves.",
+        directives=[MUTATION],
+        extensions=[WriteGuard()],
     )
     async def update_patient(self, info: Info, input: UpdatePatientInput) -> UpdatePatientPayload:
         outcome = await patients.update_patient(
@@ -57,6 +61,7 @@ class Mutation:
     @strawberry.mutation(
         description="Book a slot; an overlapping active booking is SLOT_TAKEN.",
         directives=[MUTATION],
+        extensions=[WriteGuard()],
     )
     async def schedule_appointment(
         self, info: Info, input: ScheduleAppointmentInput
@@ -73,7 +78,9 @@ class Mutation:
         return ScheduleAppointmentPayload.of(outcome)
 
     @strawberry.mutation(
-        description="Move an appointment that has not started yet.", directives=[MUTATION]
+        description="Move an appointment that has not started yet.",
+        directives=[MUTATION],
+        extensions=[WriteGuard()],
     )
     async def reschedule_appointment(
         self, info: Info, input: RescheduleAppointmentInput
@@ -87,7 +94,11 @@ class Mutation:
         )
         return RescheduleAppointmentPayload.of(outcome)
 
-    @strawberry.mutation(description="Cancel with a reason; frees the slot.", directives=[MUTATION])
+    @strawberry.mutation(
+        description="Cancel with a reason; frees the slot.",
+        directives=[MUTATION],
+        extensions=[WriteGuard()],
+    )
     async def cancel_appointment(
         self, info: Info, input: CancelAppointmentInput
     ) -> CancelAppointmentPayload:
@@ -97,7 +108,9 @@ class Mutation:
         return CancelAppointmentPayload.of(outcome)
 
     @strawberry.mutation(
-        description="Move along the FHIR workflow (not to CANCELLED).", directives=[MUTATION]
+        description="Move along the FHIR workflow (not to CANCELLED).",
+        directives=[MUTATION],
+        extensions=[WriteGuard()],
     )
     async def set_appointment_status(
         self, info: Info, input: SetAppointmentStatusInput
@@ -111,7 +124,9 @@ class Mutation:
         return SetAppointmentStatusPayload.of(outcome)
 
     @strawberry.mutation(
-        description="Record an encounter, optionally for an appointment.", directives=[MUTATION]
+        description="Record an encounter, optionally for an appointment.",
+        directives=[MUTATION],
+        extensions=[WriteGuard()],
     )
     async def record_encounter(
         self, info: Info, input: RecordEncounterInput

@@ -17,8 +17,9 @@ from collections.abc import Iterable
 import jwt
 
 from hms.context import Principal
+from hms.security import policy
 
-ROLES = frozenset({"admin", "clinician", "front_desk", "auditor"})
+ROLES = frozenset(policy.ROLES)
 ALGORITHM = "HS256"
 # Clock skew tolerated between the token issuer and this server.
 LEEWAY = dt.timedelta(seconds=30)

@@ -266,7 +266,7 @@ async def test_a_cursor_no_visible_row_anchors_is_found_by_the_statement(
 
 def plans_of(compiler: Any, query: str) -> list[Any]:
     (found,) = [
-        plans for document, plans in compiler._plans.values() if document.loc.source.body == query
+        entry.plans for entry in compiler._plans.values() if entry.document.loc.source.body == query
     ]
     return list(found)
 

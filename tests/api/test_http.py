@@ -207,7 +207,7 @@ async def test_unknown_operation_name_is_a_request_error(
         },
         headers=auth,
     )
-    assert without_cost(named.json()) == {"data": {"viewer": {"roles": ["admin"]}}}
+    assert without_cost(named.json()) == {"data": {"viewer": {"roles": ["clinician"]}}}
 
 
 async def test_unacceptable_accept_is_406(client: httpx.AsyncClient, auth: dict[str, str]) -> None:

@@ -35,7 +35,7 @@ def booking(ward: Hospital, day: int, practitioner: int = 0) -> dict[str, Any]:
     }
 
 
-def headers(ward: Hospital, key: str | None, subject_roles: str = "admin") -> dict[str, str]:
+def headers(ward: Hospital, key: str | None, subject_roles: str = "clinician") -> dict[str, str]:
     result = {"Authorization": f"Bearer {token(ward, subject_roles)}"}
     if key is not None:
         result["Idempotency-Key"] = key

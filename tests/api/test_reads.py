@@ -23,7 +23,7 @@ async def test_viewer_names_the_caller_and_hospital(
     body = await gql("{ viewer { userId roles hospital { id slug name } } }", hospital=dataset.beta)
     assert body["data"]["viewer"] == {
         "userId": "tester",
-        "roles": ["admin"],
+        "roles": ["clinician"],
         "hospital": {
             "id": to_global_id("Hospital", dataset.beta.id),
             "slug": "beta",

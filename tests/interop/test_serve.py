@@ -43,7 +43,7 @@ def test_serve_on_the_embedded_default(served: tuple[str, Path]) -> None:
     assert "embedded PostgreSQL 18" in output
     assert "caches live in process memory" in output
     assert f"GraphQL: {url}/graphql" in output
-    tokens = re.findall(r"Demo token \(([^,]+), admin\): (\S+)", output)
+    tokens = re.findall(r"Demo token \(([^,]+), clinician\): (\S+)", output)
     assert len(tokens) == 2
     for _slug, token in tokens:
         response = httpx.post(

@@ -187,7 +187,7 @@ class MutationMachine(RuleBasedStateMachine):
             practitioners=[uuid7() for _ in range(PRACTITIONERS)],
         )
         hospital.token = issue(
-            SECRET, subject="state-machine", hospital_id=hospital.id, roles=["front_desk"]
+            SECRET, subject="state-machine", hospital_id=hospital.id, roles=["clinician"]
         )
         self.live.execute(
             "INSERT INTO hospital (id, slug, name) VALUES ($1, $2, 'State machine')",

@@ -22,9 +22,11 @@ from hms.resolvers import scheduling
 from hms.resolvers.fields import OBJECTS, Kind, Leaf
 from hms.resolvers.relay import to_global_id
 from hms.schema.directives import NESTED_PAGE
+from hms.schema.guards import phi
 from hms.schema.types.connection import Connection, connection
 from hms.schema.types.enums import AppointmentStatus, EncounterClass, EncounterStatus, Gender
 from hms.schema.types.inputs import AppointmentFilter, EncounterFilter
+from hms.security.policy import FieldClass
 
 Info = strawberry.Info[Context, None]
 
@@ -94,12 +96,20 @@ class Hospital(Node):
 @strawberry.type
 class Patient(Node):
     pk: strawberry.Private[uuid.UUID]
-    mrn: str = strawberry.field(description="Medical record number, unique per hospital.")
-    given_name: str
-    family_name: str
-    birth_date: dt.date | None
-    gender: Gender
-    active: bool
+    mrn: str = phi(
+        FieldClass.DEMOGRAPHIC, description="Medical record number, unique per hospital."
+    )
+    given_name: str = phi(FieldClass.DEMOGRAPHIC)
+    family_name: str = phi(FieldClass.DEMOGRAPHIC)
+    birth_date: dt.date | None = phi(FieldClass.SENSITIVE)
+    gender: Gender = phi(FieldClass.DEMOGRAPHIC)
+    phone: str | None = phi(FieldClass.CONTACT)
+    email: str | None = phi(FieldClass.CONTACT)
+    national_id_last4: str | None = phi(
+        FieldClass.SENSITIVE,
+        description="The last four digits of the national id; the full value is never shown.",
+    )
+    active: bool = phi(FieldClass.DEMOGRAPHIC)
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
@@ -175,8 +185,8 @@ class Appointment(Node):
     status: AppointmentStatus
     start_at: dt.datetime
     end_at: dt.datetime
-    reason: str | None
-    cancellation_reason: str | None
+    reason: str | None = phi(FieldClass.CLINICAL)
+    cancellation_reason: str | None = phi(FieldClass.CLINICAL)
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
@@ -210,7 +220,7 @@ class Encounter(Node):
     class_: EncounterClass = strawberry.field(name="class")
     period_start: dt.datetime
     period_end: dt.datetime | None
-    reason: str | None
+    reason: str | None = phi(FieldClass.CLINICAL)
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
