@@ -3,7 +3,7 @@
 Three parts, on the bench's scratch database and the real server (``HMS_ENV=prod``, Redis):
 
 1. **Worst admitted documents.** Documents written to be as expensive as the default limits
-   allow (cost 1000, depth 12, 30 aliases, 20 root fields) in different ways — many rows, many
+   allow (cost 1000, depth 12, 30 aliases, 10 root fields) in different ways — many rows, many
    full-table counts, filtered scans, deep chains. Each is costed with the server's own model
    (and must be admitted), then run ``--runs`` times by one client: server CPU and PostgreSQL
    CPU per request (every ``postgres`` process of the machine, so background work counts
@@ -65,30 +65,40 @@ SHIPPED = Settings()
 
 def worst_documents() -> dict[str, str]:
     """Documents at the limits, each expensive in its own way."""
-    stats = [f"s{i}: patientStats {{ total active newLast30Days }}" for i in range(9)]
+    roots = SHIPPED.max_root_fields
+    page = SHIPPED.max_cost // roots - 2  # each root: the connection, its count, its nodes
+    stats = [f"s{i}: patientStats {{ total active newLast30Days }}" for i in range(roots - 1)]
     return {
-        # 1 + 100 * (1 + 1 + 7) = 901 rows-ish, then nine aggregates: 991.
+        # 1 + 100 * (1 + 1 + 7) = 901 rows, then nine aggregates: 991.
         "most rows": "{ patients(first: 100) { edges { node { mrn appointments(first: 7) {"
         " edges { node { startAt reason } } } } } } " + " ".join(stats) + " }",
-        # 20 root connections, each a count of a whole table's filtered rows: 20 * 2.
-        "20 full counts": "{ "
+        # Every root a count of the biggest table's filtered rows: 10 * 2.
+        f"{roots} full counts": "{ "
         + " ".join(
             f"c{i}: appointments(filter: {{status: [BOOKED, FULFILLED, NOSHOW]}}) {{ totalCount }}"
-            for i in range(20)
+            for i in range(roots)
         )
         + " }",
-        # 20 filtered, re-ordered pages of 48 with their counts: 20 * (1 + 1 + 48) = 1000.
-        "20 filtered scans": "{ "
+        # Filtered, re-ordered pages no index serves, with their counts: 10 * (1 + 1 + 98).
+        f"{roots} filtered patient scans": "{ "
         + " ".join(
-            f'p{i}: patients(first: 48, filter: {{namePrefix: "%{i}"}},'
+            f'p{i}: patients(first: {page}, filter: {{namePrefix: "%{i}"}},'
             " orderBy: {field: CREATED_AT, direction: DESC})"
             " { totalCount edges { node { mrn familyName } } }"
-            for i in range(20)
+            for i in range(roots)
         )
         + " }",
-        # 20 aggregates over every patient: 200.
-        "20 stats": "{ "
-        + " ".join(f"s{i}: patientStats {{ total active newLast30Days }}" for i in range(20))
+        # The same on appointments (five times the rows): a rare status, newest first.
+        f"{roots} filtered appointment scans": "{ "
+        + " ".join(
+            f"a{i}: appointments(first: {page}, filter: {{status: [ENTERED_IN_ERROR]}},"
+            " orderBy: {direction: DESC}) { totalCount edges { node { startAt } } }"
+            for i in range(roots)
+        )
+        + " }",
+        # Aggregates over every patient: 10 * 10.
+        f"{roots} stats": "{ "
+        + " ".join(f"s{i}: patientStats {{ total active newLast30Days }}" for i in range(roots))
         + " }",
         # Appointments with both of their people: 3 * (1 + 100 * 3) = 903.
         "3 x 100 appointments": "{ "

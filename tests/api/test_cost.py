@@ -28,8 +28,8 @@ from tests.statements import recorded
 REDIS = "redis://127.0.0.1:6379/0"
 BUDGET = (1000.0, 50.0)
 
-#: 20 root fields of weight 10, no lists: its actual cost is always its estimate, 200.
-TWO_HUNDRED = "{ " + " ".join(f"s{i}: patientStats {{ total }}" for i in range(20)) + " }"
+#: 10 root fields (the cap) of weight 10, no lists: its actual cost is always its estimate, 100.
+ONE_HUNDRED = "{ " + " ".join(f"s{i}: patientStats {{ total }}" for i in range(10)) + " }"
 
 
 def shipped(settings: Settings, **changes: Any) -> Settings:
@@ -156,7 +156,7 @@ def chain(levels: int) -> str:
 
 def over_and_under() -> list[tuple[str, str, str]]:
     aliases = " ".join(f"a{i}: userId" for i in range(30))
-    roots = " ".join(f"r{i}: viewer {{ userId }}" for i in range(20))
+    roots = " ".join(f"r{i}: viewer {{ userId }}" for i in range(10))
     costly = (
         "{ patients(first: 27) { edges { node { appointments(first: 35) { edges { node { id }"
         " } } } } } }"
@@ -165,7 +165,7 @@ def over_and_under() -> list[tuple[str, str, str]]:
         ("MAX_DEPTH_EXCEEDED", chain(12), chain(13)),
         ("MAX_ALIASES_EXCEEDED", f"{{ viewer {{ {aliases} }} }}",
          f"{{ viewer {{ {aliases} x: userId }} }}"),
-        ("MAX_ROOT_FIELDS_EXCEEDED", f"{{ {roots} }}", f"{{ {roots} r20: viewer {{ userId }} }}"),
+        ("MAX_ROOT_FIELDS_EXCEEDED", f"{{ {roots} }}", f"{{ {roots} r10: viewer {{ userId }} }}"),
         ("COST_ESTIMATED_TOO_EXPENSIVE", costly, costly[:-1] + " viewer { userId } }"),
     ]  # fmt: skip
 
@@ -210,25 +210,25 @@ async def test_over_budget_is_429_with_the_exact_wait_and_runs_nothing(
     limited: Starlette, dataset: fixtures.Dataset
 ) -> None:
     token = caller(dataset.alpha)
-    for _ in range(5):  # 5 * 200 = the whole bucket (refill adds a few points meanwhile)
-        assert (await post(limited, token, TWO_HUNDRED)).status_code == 200
+    for _ in range(10):  # 10 * 100 = the whole bucket (refill adds a few points meanwhile)
+        assert (await post(limited, token, ONE_HUNDRED)).status_code == 200
     with recorded(limited.state.database.primary) as statements:
-        throttled = await post(limited, token, TWO_HUNDRED)
+        throttled = await post(limited, token, ONE_HUNDRED)
     assert throttled.status_code == 429
     assert statements == []
     error = throttled.json()["errors"][0]
     assert error["extensions"]["code"] == "THROTTLED"
     available = error["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
-    assert available < 200
-    assert throttled.headers["retry-after"] == str(max(1, math.ceil((200 - available) / 50)))
+    assert available < 100
+    assert throttled.headers["retry-after"] == str(max(1, math.ceil((100 - available) / 50)))
     await asyncio.sleep(int(throttled.headers["retry-after"]))
-    assert (await post(limited, token, TWO_HUNDRED)).status_code == 200
+    assert (await post(limited, token, ONE_HUNDRED)).status_code == 200
 
 
 async def test_fifty_concurrent_requests_never_overspend_a_bucket(
     settings: Settings, dataset: fixtures.Dataset
 ) -> None:
-    """Two workers (two apps on one Redis), 25 concurrent requests each, of 200 points."""
+    """Two workers (two apps on one Redis), 25 concurrent requests each, of 100 points."""
     rate = 1.0
     config = shipped(settings, cost_budgets={"default": (1000.0, rate)})
     apps = [create_app(config), create_app(config)]
@@ -239,13 +239,13 @@ async def test_fifty_concurrent_requests_never_overspend_a_bucket(
         apps[1].router.lifespan_context(apps[1]),
     ):
         started = loop.time()
-        answers = await asyncio.gather(*(post(apps[i % 2], token, TWO_HUNDRED) for i in range(50)))
+        answers = await asyncio.gather(*(post(apps[i % 2], token, ONE_HUNDRED) for i in range(50)))
         elapsed = loop.time() - started
     statuses = [a.status_code for a in answers]
     assert set(statuses) <= {200, 429}
     admitted = statuses.count(200)
-    assert admitted * 200 <= 1000 + rate * elapsed
-    assert admitted == 5  # the window is far too short to refill another 200 points
+    assert admitted * 100 <= 1000 + rate * elapsed
+    assert admitted == 10  # the window is far too short to refill another 100 points
 
 
 async def test_a_cheap_answer_to_an_expensive_question_is_refunded(
@@ -289,8 +289,8 @@ async def test_budget_store_outage_admits_clinicians_and_throttles_the_rest(
 ) -> None:
     app = create_app(shipped(settings, redis_url="redis://127.0.0.1:1/0"))
     async with app.router.lifespan_context(app):
-        clinician = await post(app, caller(dataset.alpha, "clinician"), TWO_HUNDRED)
-        admin = await post(app, caller(dataset.alpha, "admin"), TWO_HUNDRED)
+        clinician = await post(app, caller(dataset.alpha, "clinician"), ONE_HUNDRED)
+        admin = await post(app, caller(dataset.alpha, "admin"), ONE_HUNDRED)
         metrics = (await httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://hms.test"
         ).get("/metrics")).text  # fmt: skip
