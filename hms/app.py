@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hms.cache.backend import RedisCache, cache_from_url
-from hms.http import graphiql
+from hms.http import graphiql, headers
 from hms.http.graphql import GraphQLEndpoint
 from hms.http.health import healthz, metrics, readyz
 from hms.limits.budget import MemoryBudgets, RedisBudgets
@@ -95,4 +95,4 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         *graphiql.routes(settings),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=headers.middleware(settings))

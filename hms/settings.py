@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -72,6 +73,36 @@ def _budget(name: str, raw: str, max_cost: int) -> Budget:
     return budget
 
 
+#: Where a front end in development runs (Vite's dev server).
+DEV_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")
+
+
+def _origins(env: Mapping[str, str], default: tuple[str, ...]) -> tuple[str, ...]:
+    """``HMS_CORS_ORIGINS``: comma-separated ``scheme://host[:port]``; empty allows none."""
+    raw = env.get("HMS_CORS_ORIGINS")
+    if raw is None:
+        return default
+    origins = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        parsed = urllib.parse.urlsplit(item)
+        if (
+            parsed.scheme not in ("http", "https")
+            or not parsed.hostname
+            or parsed.path not in ("", "/")
+            or parsed.query
+            or parsed.fragment
+            or parsed.username
+        ):
+            raise SettingsError(
+                f"HMS_CORS_ORIGINS: {item!r} is not an origin like https://app.example.org"
+                " (a wildcard is not accepted: list each origin)"
+            )
+        origins.append(f"{parsed.scheme}://{parsed.netloc}")
+    return tuple(origins)
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -130,6 +161,8 @@ class Settings:
     default_page_size: int = DEFAULT_PAGE_SIZE
     graphiql: bool = True
     introspection: bool = True
+    #: Browser origins allowed to call the API (CORS); none by default in production.
+    cors_origins: tuple[str, ...] = ()
     document_cache_size: int = 1024
     max_appointment_hours: int = 8
     max_query_tokens: int = 5000
@@ -254,6 +287,7 @@ class Settings:
             max_query_tokens=_int(env, "HMS_MAX_QUERY_TOKENS", 5000, minimum=100),
             graphiql=_bool(env, "HMS_GRAPHIQL", is_dev),
             introspection=_bool(env, "HMS_INTROSPECTION", is_dev),
+            cors_origins=_origins(env, DEV_ORIGINS if is_dev else ()),
             max_appointment_hours=_int(env, "HMS_MAX_APPOINTMENT_HOURS", 8, minimum=1),
             read_timeout=_seconds(env, "HMS_READ_TIMEOUT", 10.0),
             write_timeout=_seconds(env, "HMS_WRITE_TIMEOUT", 15.0),

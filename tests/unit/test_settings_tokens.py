@@ -50,11 +50,26 @@ def test_prod_requires_a_secret_and_turns_off_dev_surfaces() -> None:
         ({"HMS_MAX_COST": "5000"}, "the default cost budget"),
         ({"HMS_HOSPITAL_COST_BUDGET": "999/10"}, "HMS_HOSPITAL_COST_BUDGET: a capacity of 999"),
         ({"HMS_MAX_DEPTH": "0"}, "HMS_MAX_DEPTH must be at least 1"),
+        ({"HMS_CORS_ORIGINS": "*"}, "HMS_CORS_ORIGINS: '\\*' is not an origin"),
+        ({"HMS_CORS_ORIGINS": "https://a.org/app"}, "not an origin"),
+        ({"HMS_CORS_ORIGINS": "ftp://a.org"}, "not an origin"),
+        ({"HMS_CORS_ORIGINS": "https://user@a.org"}, "not an origin"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+def test_cors_origins_are_listed_explicitly() -> None:
+    assert Settings.from_env({}).cors_origins == ("http://localhost:5173", "http://127.0.0.1:5173")
+    prod = {"HMS_ENV": "prod", "HMS_JWT_SECRET": SECRET}
+    assert Settings.from_env(prod).cors_origins == ()
+    listed = Settings.from_env(
+        {**prod, "HMS_CORS_ORIGINS": " https://app.example.org/, http://localhost:3000 ,"}
+    )
+    assert listed.cors_origins == ("https://app.example.org", "http://localhost:3000")
+    assert Settings.from_env({"HMS_CORS_ORIGINS": ""}).cors_origins == ()
 
 
 def test_replica_urls_are_a_comma_list() -> None:
