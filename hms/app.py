@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from hms.cache.backend import RedisCache, cache_from_url
+from hms.context import Principal
 from hms.http import graphiql, headers
 from hms.http.graphql import GraphQLEndpoint
 from hms.http.health import healthz, metrics, readyz
@@ -25,7 +27,8 @@ from hms.persistence import hospitals
 from hms.persistence.database import Database
 from hms.pipeline import Pipeline
 from hms.schema import schema
-from hms.security.identity import Authenticator, Tenants
+from hms.security.identity import Authenticator, Memberships, OidcAuthenticator, Tenants
+from hms.security.oidc import KeySet, OidcConfig, OidcVerifier
 from hms.security.tokens import issue
 from hms.settings import Settings
 
@@ -33,7 +36,9 @@ log = logging.getLogger("hms")
 
 
 def create_app(settings: Settings) -> Starlette:
-    if settings.database_url is None or settings.jwt_secret is None:
+    if settings.database_url is None or (
+        settings.jwt_secret is None and settings.oidc_issuer is None
+    ):
         raise ValueError("create_app needs resolved settings (database_url and jwt_secret)")
     secret = settings.jwt_secret
 
@@ -45,9 +50,29 @@ def create_app(settings: Settings) -> Starlette:
         app.state.cache = cache
         app.state.metrics = metrics = Metrics()
         app.state.demo_tokens = {}
-        authenticator = Authenticator(
-            secret, Tenants(database), max_lifetime=settings.max_token_lifetime
-        )
+        http = httpx.AsyncClient()
+        secret_tokens = False  # demo tokens only where the server accepts them
+        authenticator: Callable[[str | None], Awaitable[Principal]]
+        if settings.oidc_issuer is not None and settings.oidc_audience is not None:
+            config = OidcConfig(
+                issuer=settings.oidc_issuer,
+                audience=settings.oidc_audience,
+                jwks_url=settings.oidc_jwks_url,
+                algorithms=settings.oidc_algorithms,
+                leeway=settings.oidc_leeway,
+                cooldown=settings.oidc_jwks_cooldown,
+            )
+            app.state.keys = keys = KeySet(config, http)
+            app.state.memberships = members = Memberships(database, ttl=settings.membership_ttl)
+            authenticator = OidcAuthenticator(
+                OidcVerifier(config, keys), members, max_lifetime=settings.max_token_lifetime
+            )
+        else:
+            assert secret is not None
+            secret_tokens = True
+            authenticator = Authenticator(
+                secret, Tenants(database), max_lifetime=settings.max_token_lifetime
+            )
         # Cost budgets live next to the cache: in Redis (one Lua script per step), or in this
         # process's memory when there is no Redis (one worker).
         budgets = (
@@ -66,7 +91,7 @@ def create_app(settings: Settings) -> Starlette:
         )
         app.state.pipeline = pipeline
         app.state.endpoint = GraphQLEndpoint(pipeline, max_body_bytes=settings.max_body_bytes)
-        if settings.is_dev and settings.graphiql:
+        if settings.is_dev and settings.graphiql and secret is not None and secret_tokens:
             # Demo tokens pre-fill GraphiQL; reading hospitals needs the owner's view (no tenant).
             try:
                 rows = await hospitals.all_as_owner(database.primary)
@@ -79,6 +104,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await http.aclose()
             await cache.close()
             await database.dispose()
 

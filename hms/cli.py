@@ -70,7 +70,7 @@ def resolve(settings: Settings, *, announce: bool = False) -> Settings:
         if announce:
             _say(f"HMS_DATABASE_URL not set: using embedded PostgreSQL 18 in {settings.data_dir}")
         changes["database_url"] = url
-    if settings.jwt_secret is None:
+    if settings.jwt_secret is None and settings.oidc_issuer is None:
         changes["jwt_secret"] = _dev_secret(settings.data_dir)
     return settings.with_(**changes) if changes else settings
 
@@ -143,7 +143,6 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     settings = resolve(settings, announce=True)
     assert settings.database_url is not None
-    assert settings.jwt_secret is not None
     if not wait_for_database(
         settings.database_url, settings.db_startup_timeout, settings.db_connect_timeout
     ):
@@ -161,7 +160,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             _say(f"HMS_WORKERS={workers} needs Redis to share state; serving with 1 worker")
             workers = 1
     _say(f"GraphQL: http://{settings.host}:{settings.port}/graphql")
-    if settings.is_dev:
+    if settings.is_dev and settings.jwt_secret is not None and settings.oidc_issuer is None:
         for slug, hospital_id in rows:
             token = issue(
                 settings.jwt_secret,
@@ -181,7 +180,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
     else:
         os.environ["HMS_DATABASE_URL"] = settings.database_url
-        os.environ["HMS_JWT_SECRET"] = settings.jwt_secret
+        if settings.jwt_secret is not None:
+            os.environ["HMS_JWT_SECRET"] = settings.jwt_secret
         uvicorn.run(
             "hms.cli:app_factory",
             factory=True,
@@ -221,6 +221,12 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     from hms.security.tokens import issue
 
+    if settings.oidc_issuer is not None:
+        _say(
+            "HMS_OIDC_ISSUER is set: the server takes tokens from that provider only, and"
+            " hms token prints development tokens signed with HMS_JWT_SECRET"
+        )
+        return 2
     settings = resolve(settings)
     assert settings.database_url is not None
     assert settings.jwt_secret is not None
@@ -387,6 +393,83 @@ async def _with_engine(database_url: str, work: Any) -> Any:
         await engine.dispose()
 
 
+def _hospital_of(settings: Settings, slug: str) -> uuid.UUID | None:
+    assert settings.database_url is not None
+    found = dict(asyncio.run(_hospital_rows(settings.database_url)))
+    if slug not in found:
+        known = ", ".join(sorted(found)) or "none (run hms seed)"
+        _say(f"unknown hospital {slug!r}; known: {known}")
+        return None
+    return found[slug]
+
+
+def cmd_members_add(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.persistence import memberships
+
+    settings = resolve(settings)
+    assert settings.database_url is not None
+    hospital_id = _hospital_of(settings, args.hospital)
+    if hospital_id is None:
+        return 2
+    if not 0 < len(args.subject) <= 255:
+        _say("--subject must be 1 to 255 characters (the token's sub claim)")
+        return 2
+    asyncio.run(
+        _with_engine(
+            settings.database_url,
+            lambda engine: memberships.put_as_owner(engine, hospital_id, args.subject, args.role),
+        )
+    )
+    _say(
+        f"{args.subject} acts in {args.hospital} as {', '.join(sorted(set(args.role)))}"
+        f" (running servers see it within {settings.membership_ttl:g} s)"
+    )
+    return 0
+
+
+def cmd_members_remove(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.persistence import memberships
+
+    settings = resolve(settings)
+    assert settings.database_url is not None
+    hospital_id = _hospital_of(settings, args.hospital)
+    if hospital_id is None:
+        return 2
+    removed = asyncio.run(
+        _with_engine(
+            settings.database_url,
+            lambda engine: memberships.remove_as_owner(engine, hospital_id, args.subject),
+        )
+    )
+    if not removed:
+        _say(f"{args.subject} is not a member of {args.hospital}")
+        return 1
+    _say(
+        f"{args.subject} no longer acts in {args.hospital}"
+        f" (running servers refuse it within {settings.membership_ttl:g} s)"
+    )
+    return 0
+
+
+def cmd_members_list(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.persistence import memberships
+
+    settings = resolve(settings)
+    assert settings.database_url is not None
+    hospital_id = _hospital_of(settings, args.hospital)
+    if hospital_id is None:
+        return 2
+    rows = asyncio.run(
+        _with_engine(
+            settings.database_url,
+            lambda engine: memberships.all_as_owner(engine, hospital_id),
+        )
+    )
+    for row in rows:
+        print(f"{row.subject}\t{','.join(row.roles)}")
+    return 0
+
+
 def cmd_export_schema(settings: Settings, args: argparse.Namespace) -> int:
     from hms.schema import schema
 
@@ -466,6 +549,23 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "policy", help="print which role reads which field class and runs which mutation"
     ).set_defaults(run=cmd_policy)
+
+    members = commands.add_parser(
+        "members", help="who acts in a hospital with which roles (for OIDC tokens)"
+    )
+    member_commands = members.add_subparsers(dest="members_command", required=True)
+    add = member_commands.add_parser("add", help="grant a user roles in a hospital (replaces)")
+    add.add_argument("--hospital", required=True, help="hospital slug")
+    add.add_argument("--subject", required=True, help="the user's sub claim")
+    add.add_argument("--role", action="append", required=True, choices=policy.ROLES)
+    add.set_defaults(run=cmd_members_add)
+    remove = member_commands.add_parser("remove", help="end a user's membership")
+    remove.add_argument("--hospital", required=True)
+    remove.add_argument("--subject", required=True)
+    remove.set_defaults(run=cmd_members_remove)
+    listing = member_commands.add_parser("list", help="a hospital's members")
+    listing.add_argument("--hospital", required=True)
+    listing.set_defaults(run=cmd_members_list)
     return root
 
 

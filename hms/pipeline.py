@@ -38,7 +38,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from inspect import isawaitable
 from typing import Any
 
@@ -77,7 +77,7 @@ from hms.resolvers.errors import ClientError
 from hms.schema import arguments, execution
 from hms.schema import schema as strawberry_schema
 from hms.security import policy
-from hms.security.identity import Authenticator
+from hms.security.identity import Denied
 from hms.security.tokens import AuthError
 from hms.settings import Settings
 
@@ -239,7 +239,7 @@ class Pipeline:
         settings: Settings,
         database: Database,
         cache: Cache,
-        authenticator: Authenticator,
+        authenticator: Callable[[str | None], Awaitable[Principal]],
         middleware: Middleware | None = None,
         metrics: Metrics | None = None,
         budgets: Budgets | None = None,
@@ -452,6 +452,8 @@ class Pipeline:
                 401,
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             ) from None
+        except Denied as denied:
+            raise Failure(str(denied), "FORBIDDEN", 403) from None
         except DatabaseFailure:
             raise unavailable("The database is unavailable; retry shortly") from None
         if not policy.known(principal.roles):

@@ -73,6 +73,11 @@ def _budget(name: str, raw: str, max_cost: int) -> Budget:
     return budget
 
 
+#: Signature algorithms an OIDC provider may use: asymmetric only (no ``none``, no HS*).
+OIDC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
 #: Where a front end in development runs (Vite's dev server).
 DEV_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")
 
@@ -205,6 +210,18 @@ class Settings:
     hospital_cost_budget: Budget = (20_000.0, 1000.0)
     #: Callers with one of these roles are admitted when the budget store is down.
     cost_fail_open_roles: frozenset[str] = frozenset({"clinician"})
+    #: OpenID Connect: with issuer and audience set, tokens must come from that provider
+    #: (hms.security.oidc) and roles from the hospital's memberships in the database.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_algorithms: tuple[str, ...] = ("RS256", "ES256")
+    oidc_leeway: float = 30.0
+    #: The least time between two fetches of the provider's keys (an unknown ``kid`` asks for
+    #: one); a provider publishes new keys before it signs with them.
+    oidc_jwks_cooldown: float = 30.0
+    #: How long a worker trusts a membership it looked up (a change shows within this).
+    membership_ttl: float = 30.0
 
     @property
     def is_dev(self) -> bool:
@@ -218,8 +235,26 @@ class Settings:
             raise SettingsError(f"HMS_ENV must be 'dev' or 'prod', got {mode!r}")
         is_dev = mode == "dev"
         secret = env.get("HMS_JWT_SECRET") or None
-        if not is_dev and not secret:
-            raise SettingsError("HMS_JWT_SECRET is required when HMS_ENV=prod")
+        issuer = env.get("HMS_OIDC_ISSUER") or None
+        audience = env.get("HMS_OIDC_AUDIENCE") or None
+        if (issuer is None) != (audience is None):
+            raise SettingsError("HMS_OIDC_ISSUER and HMS_OIDC_AUDIENCE go together")
+        if not is_dev and not secret and issuer is None:
+            raise SettingsError(
+                "HMS_JWT_SECRET (or HMS_OIDC_ISSUER and HMS_OIDC_AUDIENCE) is required"
+                " when HMS_ENV=prod"
+            )
+        algorithms = tuple(
+            a.strip() for a in (env.get("HMS_OIDC_ALGORITHMS") or "RS256,ES256").split(",")
+        )
+        if not algorithms or not set(algorithms) <= OIDC_ALGORITHMS:
+            raise SettingsError(
+                "HMS_OIDC_ALGORITHMS takes asymmetric algorithms only: "
+                + ", ".join(sorted(OIDC_ALGORITHMS))
+            )
+        leeway = _seconds(env, "HMS_OIDC_LEEWAY", 30.0, minimum=0)
+        if leeway > 60:
+            raise SettingsError("HMS_OIDC_LEEWAY must be at most 60 seconds")
         if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
             raise SettingsError(
                 f"HMS_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (HS256 key length)"
@@ -288,6 +323,13 @@ class Settings:
             graphiql=_bool(env, "HMS_GRAPHIQL", is_dev),
             introspection=_bool(env, "HMS_INTROSPECTION", is_dev),
             cors_origins=_origins(env, DEV_ORIGINS if is_dev else ()),
+            oidc_issuer=issuer,
+            oidc_audience=audience,
+            oidc_jwks_url=env.get("HMS_OIDC_JWKS_URL") or None,
+            oidc_algorithms=algorithms,
+            oidc_leeway=leeway,
+            oidc_jwks_cooldown=_seconds(env, "HMS_OIDC_JWKS_COOLDOWN", 30.0, minimum=0),
+            membership_ttl=_seconds(env, "HMS_MEMBERSHIP_TTL", 30.0, minimum=0),
             max_appointment_hours=_int(env, "HMS_MAX_APPOINTMENT_HOURS", 8, minimum=1),
             read_timeout=_seconds(env, "HMS_READ_TIMEOUT", 10.0),
             write_timeout=_seconds(env, "HMS_WRITE_TIMEOUT", 15.0),

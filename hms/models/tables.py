@@ -68,7 +68,14 @@ ENCOUNTER_STATUSES = (
 ENCOUNTER_CLASSES = ("AMB", "EMER", "IMP", "OBSENC", "HH", "VR")
 
 #: Tables that carry ``hospital_id`` and are protected by row-level security.
-TENANT_TABLES = ("practitioner", "patient", "appointment", "encounter", "idempotency_key")
+TENANT_TABLES = (
+    "practitioner",
+    "patient",
+    "appointment",
+    "encounter",
+    "idempotency_key",
+    "hospital_membership",
+)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -243,4 +250,29 @@ persisted_document = Table(
     Column("retired_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("id ~ '^sha256:[0-9a-f]{64}$'", name="id_format"),
     CheckConstraint("operation_type IN ('query', 'mutation')", name="operation_type"),
+)
+
+#: Roles a membership may grant (hms.security.policy says what each reads and writes).
+MEMBER_ROLES = ("admin", "clinician", "front_desk", "auditor", "service")
+
+#: Who may act in a hospital, and as what: the authority for tokens from an OIDC provider,
+#: which name a user and a hospital but cannot grant either. Read by the app role under the
+#: hospital's tenant binding; written by ``hms members``.
+hospital_membership = Table(
+    "hospital_membership",
+    metadata,
+    Column("hospital_id", UUID(as_uuid=True), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("roles", ARRAY(Text), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("hospital_id", "subject"),
+    ForeignKeyConstraint(["hospital_id"], ["hospital.id"]),
+    CheckConstraint("length(subject) BETWEEN 1 AND 255", name="subject_length"),
+    CheckConstraint(
+        "cardinality(roles) > 0 AND roles <@ ARRAY["
+        + ", ".join(f"'{r}'" for r in MEMBER_ROLES)
+        + "]::text[]",
+        name="known_roles",
+    ),
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 import jwt
 
@@ -78,6 +79,11 @@ def verify(secret: str, token: str, *, max_lifetime: dt.timedelta = MAX_LIFETIME
         raise AuthError("token is not valid yet (iat or nbf in the future)") from None
     except jwt.PyJWTError:
         raise AuthError("token is malformed") from None
+    return principal(claims, max_lifetime=max_lifetime)
+
+
+def principal(claims: dict[str, Any], *, max_lifetime: dt.timedelta) -> Principal:
+    """The caller a verified token's claims name (signature, ``exp`` and ``iat`` checked)."""
     lifetime = int(claims["exp"]) - int(claims["iat"])  # PyJWT checked both convert
     if lifetime > max_lifetime.total_seconds():
         raise AuthError(

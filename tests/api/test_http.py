@@ -263,7 +263,7 @@ async def test_bad_tokens_are_401_json(client: httpx.AsyncClient, header: str | 
 
 async def test_none_algorithm_is_refused(client: httpx.AsyncClient) -> None:
     forged = jwt.encode(
-        {"sub": "x", "exp": 9999999999, "hospital_id": str(uuid.uuid4())}, None, algorithm="none"
+        {"sub": "x", "exp": 9999999999, "hospital_id": str(uuid.uuid4())}, "", algorithm="none"
     )
     response = await client.post(
         "/graphql",

@@ -42,6 +42,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(
         "encounter",
         "idempotency_key",
         "persisted_document",
+        "hospital_membership",
     }
     await asyncio.to_thread(migrate.downgrade, url)
     assert await _tables(url) == set()
@@ -56,7 +57,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(
         )
     finally:
         await conn.close()
-    assert policies == 6
+    assert policies == 7  # one per tenant table and the hospital table
     assert exclusion == 1
 
 

@@ -22,7 +22,7 @@ def test_defaults_are_the_embedded_dev_setup() -> None:
 
 
 def test_prod_requires_a_secret_and_turns_off_dev_surfaces() -> None:
-    with pytest.raises(SettingsError, match="HMS_JWT_SECRET is required"):
+    with pytest.raises(SettingsError, match=r"HMS_JWT_SECRET .* is required"):
         Settings.from_env({"HMS_ENV": "prod"})
     prod = Settings.from_env({"HMS_ENV": "prod", "HMS_JWT_SECRET": SECRET})
     assert not prod.graphiql
@@ -51,6 +51,11 @@ def test_prod_requires_a_secret_and_turns_off_dev_surfaces() -> None:
         ({"HMS_HOSPITAL_COST_BUDGET": "999/10"}, "HMS_HOSPITAL_COST_BUDGET: a capacity of 999"),
         ({"HMS_MAX_DEPTH": "0"}, "HMS_MAX_DEPTH must be at least 1"),
         ({"HMS_CORS_ORIGINS": "*"}, "HMS_CORS_ORIGINS: '\\*' is not an origin"),
+        ({"HMS_OIDC_ISSUER": "https://id.example.org"}, "go together"),
+        ({"HMS_OIDC_AUDIENCE": "hms"}, "go together"),
+        ({"HMS_OIDC_ALGORITHMS": "RS256,HS256"}, "asymmetric algorithms only"),
+        ({"HMS_OIDC_ALGORITHMS": "none"}, "asymmetric algorithms only"),
+        ({"HMS_OIDC_LEEWAY": "61"}, "at most 60 seconds"),
         ({"HMS_CORS_ORIGINS": "https://a.org/app"}, "not an origin"),
         ({"HMS_CORS_ORIGINS": "ftp://a.org"}, "not an origin"),
         ({"HMS_CORS_ORIGINS": "https://user@a.org"}, "not an origin"),
@@ -59,6 +64,21 @@ def test_prod_requires_a_secret_and_turns_off_dev_surfaces() -> None:
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+def test_oidc_replaces_the_shared_secret_in_production() -> None:
+    settings = Settings.from_env(
+        {
+            "HMS_ENV": "prod",
+            "HMS_OIDC_ISSUER": "https://id.example.org/realms/h",
+            "HMS_OIDC_AUDIENCE": "hms-api",
+            "HMS_OIDC_ALGORITHMS": "ES256, PS256",
+            "HMS_OIDC_LEEWAY": "60",
+        }
+    )
+    assert settings.jwt_secret is None
+    assert settings.oidc_algorithms == ("ES256", "PS256")
+    assert settings.oidc_leeway == 60
 
 
 def test_cors_origins_are_listed_explicitly() -> None:
