@@ -6,11 +6,13 @@ nothing is created at import time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
+from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,8 +25,9 @@ from hms.http.graphql import GraphQLEndpoint
 from hms.http.health import healthz, metrics, readyz
 from hms.limits.budget import MemoryBudgets, RedisBudgets
 from hms.observability.metrics import Metrics
-from hms.persistence import hospitals
+from hms.persistence import audit, hospitals
 from hms.persistence.database import Database
+from hms.persistence.urls import async_url
 from hms.pipeline import Pipeline
 from hms.schema import schema
 from hms.security.identity import Authenticator, Memberships, OidcAuthenticator, Tenants
@@ -33,6 +36,29 @@ from hms.security.tokens import issue
 from hms.settings import Settings
 
 log = logging.getLogger("hms")
+
+
+async def _seal_every(database_url: str, seconds: float) -> None:
+    """Seal new audit events into their hospitals' chains, every ``seconds``, until cancelled.
+
+    On a connection of its own, so it never takes one from the requests' pool.
+    """
+    engine = create_async_engine(
+        async_url(database_url),
+        pool_size=1,
+        max_overflow=0,
+        hide_parameters=True,
+        connect_args={"server_settings": {"application_name": "hms-sealer"}},
+    )
+    try:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await audit.seal(engine)
+            except Exception as error:  # the next round tries again; requests are unaffected
+                log.warning("sealing audit events failed (%s)", type(error).__name__)
+    finally:
+        await engine.dispose()
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -101,9 +127,16 @@ def create_app(settings: Settings) -> Starlette:
                 }
             except Exception:
                 log.warning("could not mint demo tokens for GraphiQL", exc_info=True)
+        assert settings.database_url is not None
+        sealer = asyncio.create_task(
+            _seal_every(settings.database_url, settings.audit_seal_seconds)
+        )
         try:
             yield
         finally:
+            sealer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sealer
             await http.aclose()
             await cache.close()
             await database.dispose()

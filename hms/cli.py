@@ -470,6 +470,38 @@ def cmd_members_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.persistence import audit
+
+    settings = resolve(settings)
+    assert settings.database_url is not None
+    rows = asyncio.run(_hospital_rows(settings.database_url))
+    if args.hospital is not None:
+        rows = [(slug, pk) for slug, pk in rows if slug == args.hospital]
+        if not rows:
+            _say(f"unknown hospital {args.hospital!r}")
+            return 2
+
+    async def check(engine: Any) -> list[tuple[str, int, list[str]]]:
+        await audit.seal(engine)  # events of the last moment join the chain first
+        results = []
+        for slug, hospital_id in rows:
+            checked, problems = await audit.verify(engine, hospital_id)
+            results.append((slug, checked, problems))
+        return results
+
+    broken = 0
+    for slug, checked, problems in asyncio.run(_with_engine(settings.database_url, check)):
+        if problems:
+            broken += 1
+            _say(f"{slug}: {checked} events, the chain is BROKEN:")
+            for problem in problems:
+                _say(f"  {problem}")
+        else:
+            _say(f"{slug}: {checked} events, chain intact")
+    return 1 if broken else 0
+
+
 def cmd_export_schema(settings: Settings, args: argparse.Namespace) -> int:
     from hms.schema import schema
 
@@ -549,6 +581,14 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "policy", help="print which role reads which field class and runs which mutation"
     ).set_defaults(run=cmd_policy)
+
+    audit_parser = commands.add_parser("audit", help="the audit trail")
+    audit_commands = audit_parser.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify", help="recompute each hospital's hash chain; exit 1 if any was tampered with"
+    )
+    verify.add_argument("--hospital", help="one hospital's slug (default: every hospital)")
+    verify.set_defaults(run=cmd_audit_verify)
 
     members = commands.add_parser(
         "members", help="who acts in a hospital with which roles (for OIDC tokens)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import datetime as dt
 import uuid
@@ -10,6 +11,18 @@ from hms.cache.backend import Cache
 from hms.loaders import Loaders
 from hms.persistence.database import RequestDb
 from hms.settings import Settings
+
+#: The patients whose data the running request has read or written (their ids), for its audit
+#: event; None outside a request. DataLoader batches are tasks that share the set.
+TOUCHED: contextvars.ContextVar[set[uuid.UUID] | None] = contextvars.ContextVar(
+    "hms_touched", default=None
+)
+
+
+def touch(patient_id: uuid.UUID) -> None:
+    touched = TOUCHED.get()
+    if touched is not None:
+        touched.add(patient_id)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,6 +38,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from inspect import isawaitable
 from typing import Any
@@ -54,8 +55,8 @@ from graphql.execution import Middleware
 
 from hms.cache import keys
 from hms.cache.backend import Cache
-from hms.compiler import Compiler
-from hms.context import Context, Principal
+from hms.compiler import Compiler, take_patients
+from hms.context import TOUCHED, Context, Principal
 from hms.documents import Document, DocumentCache
 from hms.documents.persisted import DocumentStore, Mode, PersistedRef, document_id, mode_for
 from hms.limits.budget import Budgets, MemoryBudgets
@@ -65,6 +66,7 @@ from hms.limits.inputs import InputLimitError, InputLimitsRule, check_variables
 from hms.loaders import Loaders
 from hms.observability.logs import log_failure
 from hms.observability.metrics import Metrics
+from hms.persistence import audit
 from hms.persistence import idempotency as idempotency_keys
 from hms.persistence.database import (
     Database,
@@ -259,13 +261,9 @@ class Pipeline:
         #: graphql-core middleware; None in production (a per-field hook costs on every field).
         #: Tests inject faults through it.
         self.middleware = middleware
+        self.classes = policy.classes_from_sdl(strawberry_schema.as_str())
         self.compiler = (
-            Compiler(
-                schema,
-                arguments,
-                settings,
-                classes=policy.classes_from_sdl(strawberry_schema.as_str()),
-            )
+            Compiler(schema, arguments, settings, classes=self.classes)
             if settings.execution == "compiled"
             else None
         )
@@ -518,6 +516,10 @@ class Pipeline:
         timeout = self.settings.read_timeout if readonly else self.settings.write_timeout
         idempotency = None if readonly else self._idempotency(request, text)
         db = self.database.request(principal.hospital_id, readonly=readonly, timeout=timeout)
+        # The patients this request reads or writes on the interpreted path (its objects say
+        # so as they are built); the compiled statement appends its audit event itself.
+        touched: set[uuid.UUID] = set()
+        scope = TOUCHED.set(touched)
         try:
             try:
                 assert db.deadline is not None
@@ -525,15 +527,18 @@ class Pipeline:
                     reply, commit = await self._in_transaction(
                         request, principal, document, operation, db, idempotency, charge
                     )
+                    await self._end(db, commit=commit)
+                    if readonly and touched:
+                        await self._audit_read(principal, document, operation, touched, reply)
             except TimeoutError:
                 raise timed_out(timeout) from None
-            await self._end(db, commit=commit)
             return reply
         except DatabaseFailure as failure:
             if isinstance(failure, StatementTimeout):
                 raise timed_out(timeout) from None
             raise unavailable("The database is unavailable; retry shortly") from None
         finally:
+            TOUCHED.reset(scope)
             if not db.closed:  # a refusal, a deadline, a cancelled request: nothing is kept
                 await db.close()
 
@@ -617,6 +622,12 @@ class Pipeline:
                 "extensions": {"rolledBack": True, **body["extensions"]},
             }
             commit = False
+        touched = TOUCHED.get()
+        if commit and touched:
+            await audit.append(
+                db,
+                self._event(principal, document, operation, touched, bool(result.errors)),
+            )
         payload = orjson.dumps(body)
         media_type = content_type(request.media_type)
         if idempotency is not None and commit:
@@ -624,6 +635,57 @@ class Pipeline:
                 db, principal.subject, idempotency[0], status, media_type, payload
             )
         return Reply(status, payload, media_type), commit
+
+    def _event(
+        self,
+        principal: Principal,
+        document: Document,
+        operation: OperationDefinitionNode,
+        touched: set[uuid.UUID],
+        partial: bool,
+    ) -> audit.Event:
+        assert document.ast is not None
+        name = operation.name.value if operation.name else None
+        classes = document.derived.get(name)
+        if classes is None:
+            classes = document.derived[name] = sorted(
+                c.value
+                for c in policy.selected_classes(self.schema, self.classes, document.ast, operation)
+            )
+        return audit.Event(
+            subject=principal.subject,
+            roles=sorted(principal.roles),
+            client=principal.client,
+            operation_type=operation.operation.value,
+            operation_name=operation.name.value if operation.name else None,
+            patient_ids=sorted(touched),
+            field_classes=classes,
+            outcome="partial" if partial else "ok",
+        )
+
+    async def _audit_read(
+        self,
+        principal: Principal,
+        document: Document,
+        operation: OperationDefinitionNode,
+        touched: set[uuid.UUID],
+        reply: Reply,
+    ) -> None:
+        """A read's audit event, durable before the answer leaves (its own short transaction:
+        the read ran read-only)."""
+        db = self.database.request(
+            principal.hospital_id,
+            readonly=False,
+            timeout=self.settings.write_timeout,
+            replica=False,
+        )
+        try:
+            partial = b'"errors":' in reply.body
+            await audit.append(db, self._event(principal, document, operation, touched, partial))
+            await db.close(commit=True)
+        finally:
+            if not db.closed:
+                await db.close()
 
     async def _compiled(
         self,
@@ -648,16 +710,31 @@ class Pipeline:
                 roles=sorted(principal.roles),
                 now=now,
                 readable=policy.readable(principal.roles),
+                client=principal.client,
             )
         except Exception as error:  # a compiler bug must not cost the request: run interpreted
             log_failure(log, "compiling a query failed; answered interpreted", error)
             return None
         if compiled is None:
             return None
-        data, ok = await db.fetch_json(compiled.sql, compiled.params)
+        answer: list[str] = []
+
+        def audited(data: str, ok: bool) -> tuple[str, Sequence[Any]] | None:
+            """The answer without its hidden keys, and the audit event of the patients they
+            named, appended in the statement's own transaction."""
+            text, patients = take_patients(data)
+            answer.append(text)
+            if not ok or not patients:
+                return None
+            event = self._event(principal, document, operation, patients, partial=False)
+            return audit.RAW_APPEND, audit.raw_values(principal.hospital_id, event)
+
+        data, ok = await db.fetch_json(
+            compiled.sql, compiled.params, then=audited if compiled.touches else None
+        )
         if not ok:  # a cursor no visible row anchors: the interpreted path says so
             return None
-        text = data.encode()
+        text = (answer[0] if answer else data).encode()
         cost = charge.finish_text(text)
         body = b'{"data":' + text + b',"extensions":' + orjson.dumps({"cost": cost}) + b"}"
         return Reply(200, body, content_type(request.media_type))

@@ -222,6 +222,8 @@ class Settings:
     oidc_jwks_cooldown: float = 30.0
     #: How long a worker trusts a membership it looked up (a change shows within this).
     membership_ttl: float = 30.0
+    #: How often each worker seals new audit events into their hospital's hash chain.
+    audit_seal_seconds: float = 1.0
 
     @property
     def is_dev(self) -> bool:
@@ -330,6 +332,7 @@ class Settings:
             oidc_leeway=leeway,
             oidc_jwks_cooldown=_seconds(env, "HMS_OIDC_JWKS_COOLDOWN", 30.0, minimum=0),
             membership_ttl=_seconds(env, "HMS_MEMBERSHIP_TTL", 30.0, minimum=0),
+            audit_seal_seconds=_seconds(env, "HMS_AUDIT_SEAL_SECONDS", 1.0),
             max_appointment_hours=_int(env, "HMS_MAX_APPOINTMENT_HOURS", 8, minimum=1),
             read_timeout=_seconds(env, "HMS_READ_TIMEOUT", 10.0),
             write_timeout=_seconds(env, "HMS_WRITE_TIMEOUT", 15.0),

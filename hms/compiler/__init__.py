@@ -20,16 +20,9 @@ from typing import Any
 
 from graphql import (
     DocumentNode,
-    FieldNode,
     FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLInterfaceType,
-    GraphQLObjectType,
     GraphQLSchema,
-    InlineFragmentNode,
     OperationDefinitionNode,
-    SelectionSetNode,
-    get_named_type,
 )
 from graphql.execution.collect_fields import FragmentDetails
 from graphql.execution.values import get_variable_values
@@ -43,10 +36,10 @@ from hms.compiler.compile import (
     Plan,
     compile_plan,
 )
-from hms.security.policy import FieldClass
+from hms.security.policy import FieldClass, selected_classes
 from hms.settings import Settings
 
-__all__ = ["Compiled", "Compiler", "Plan"]
+__all__ = ["Compiled", "Compiler", "Plan", "take_patients"]
 
 #: Plans kept per document and operation (one per request shape seen).
 VARIANTS = 8
@@ -56,6 +49,31 @@ VARIANTS = 8
 class Compiled:
     sql: str
     params: list[Any]
+    #: The answer names the patients it holds (hidden keys): see :func:`take_patients`.
+    touches: bool = False
+
+
+#: How the hidden key of each patient's object starts in the statement's JSON text.
+_HIDDEN = '"\\u0001":"'
+
+
+def take_patients(data: str) -> tuple[str, set[uuid.UUID]]:
+    """The answer without its hidden keys, and the patients they named.
+
+    Each object of a patient's data starts with ``"\u0001":"<uuid>"`` and then a comma or
+    its closing brace; plain string splitting takes them out (PostgreSQL's regular
+    expressions cost milliseconds on a dashboard's answer, this a few microseconds).
+    """
+    parts = data.split(_HIDDEN)
+    if len(parts) == 1:
+        return data, set()
+    kept = [parts[0]]
+    named = set()
+    for part in parts[1:]:
+        named.add(part[:36])
+        rest = part[37:]  # past the uuid and its closing quote
+        kept.append(rest[1:] if rest[:1] == "," else rest)
+    return "".join(kept), {uuid.UUID(pk) for pk in named}
 
 
 class Compiler:
@@ -89,6 +107,7 @@ class Compiler:
         roles: list[str],
         now: dt.datetime,
         readable: frozenset[FieldClass] = frozenset(FieldClass),
+        client: str | None = None,
     ) -> Compiled | None:
         """The statement and its values for this request, or None to run it interpreted.
 
@@ -99,7 +118,7 @@ class Compiler:
         entry = self._plans.get(key)
         if entry is None:
             entry = _Entry(
-                document, [], _selected_classes(self.schema, self.classes, document, operation)
+                document, [], selected_classes(self.schema, self.classes, document, operation)
             )
             self._remember(key, entry)
         else:
@@ -113,11 +132,20 @@ class Compiler:
         )
         if isinstance(coerced, list):
             return None  # the interpreted path reports coercion errors
-        binding = Binding(coerced, hospital_id, subject, roles, now, self.settings)
+        binding = Binding(
+            coerced,
+            hospital_id,
+            subject,
+            roles,
+            now,
+            self.settings,
+            client=client,
+            field_classes=tuple(sorted(c.value for c in entry.classes)),
+        )
         variants = entry.plans
         for plan in variants:
             try:
-                return Compiled(plan.sql, plan.bind(binding))
+                return Compiled(plan.sql, plan.bind(binding), plan.touches)
             except Mismatch:
                 continue
             except Deopt:
@@ -132,7 +160,7 @@ class Compiler:
         except Deopt:
             return None
         entry.plans = [plan, *variants][:VARIANTS]
-        return Compiled(plan.sql, params)
+        return Compiled(plan.sql, params, plan.touches)
 
     def _remember(self, key: tuple[int, str | None], entry: _Entry) -> None:
         self._plans[key] = entry
@@ -146,50 +174,6 @@ class _Entry:
     document: DocumentNode
     plans: list[Plan] | None
     classes: frozenset[FieldClass]
-
-
-def _selected_classes(
-    schema: GraphQLSchema,
-    classes: Mapping[tuple[str, str], FieldClass],
-    document: DocumentNode,
-    operation: OperationDefinitionNode,
-) -> frozenset[FieldClass]:
-    """Every field class the operation could read, wherever a field sits (fragments included,
-    ``@skip``/``@include`` ignored: a class that might be read counts)."""
-    if not classes:
-        return frozenset()
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    found: set[FieldClass] = set()
-    walked: set[str] = set()
-
-    def walk(selections: SelectionSetNode, parent: object) -> None:
-        if not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
-            return
-        owners = [parent.name]
-        if isinstance(parent, GraphQLInterfaceType):
-            owners += [t.name for t in schema.get_implementations(parent).objects]
-        for selection in selections.selections:
-            if isinstance(selection, FieldNode):
-                name = selection.name.value
-                found.update(c for o in owners if (c := classes.get((o, name))) is not None)
-                field = parent.fields.get(name)
-                if field is not None and selection.selection_set is not None:
-                    walk(selection.selection_set, get_named_type(field.type))
-            elif isinstance(selection, InlineFragmentNode):
-                condition = selection.type_condition
-                target = parent if condition is None else schema.get_type(condition.name.value)
-                walk(selection.selection_set, target)
-            elif isinstance(selection, FragmentSpreadNode):
-                spread = fragments.get(selection.name.value)
-                if spread is not None and spread.name.value not in walked:
-                    walked.add(spread.name.value)
-                    walk(spread.selection_set, schema.get_type(spread.type_condition.name.value))
-
-    root = schema.get_root_type(operation.operation)
-    walk(operation.selection_set, root)
-    return frozenset(found)
 
 
 def _fragments(document: DocumentNode) -> dict[str, FragmentDetails]:

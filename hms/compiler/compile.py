@@ -61,6 +61,14 @@ ROOT_FIELDS = frozenset(
 )
 
 
+#: The column holding the patient whose data an object of each type is (for the audit event).
+PATIENT_OF = {"Patient": "id", "Appointment": "patient_id", "Encounter": "patient_id"}
+#: The response key that carries it inside the statement's text: U+0001 is never part of a
+#: GraphQL name, and in JSON text ``"\u0001":"`` can only open this key (a string value is
+#: never followed by ':', and a quote inside a string is escaped).
+AUDIT_KEY = "\x01"
+
+
 class NotCovered(Exception):
     """The operation has a part the compiler does not translate: run it interpreted."""
 
@@ -84,6 +92,9 @@ class Binding:
     now: dt.datetime
     settings: Settings
     memo: dict[int, Any] = dataclasses.field(default_factory=dict)
+    #: For the audit event: the client application and the field classes the document reads.
+    client: str | None = None
+    field_classes: tuple[str, ...] = ()
 
 
 Source = Callable[[Binding], Any]
@@ -101,6 +112,9 @@ class Plan:
     sql: str
     guards: tuple[Guard, ...]
     sources: tuple[Source, ...]
+    #: The answer holds patients' data: its objects carry hidden keys naming their patients
+    #: (:func:`hms.compiler.take_patients` takes them out), and the request is audited.
+    touches: bool = False
 
     def bind(self, binding: Binding) -> list[Any]:
         """Parameter values for ``binding``: :class:`Mismatch` when it has another shape,
@@ -139,6 +153,7 @@ class _Compiler:
         self.aliases = 0
         self.anchors: list[str] = []  # SQL conditions that must hold, else run interpreted
         self._hospital: str | None = None
+        self.touches = False  # some object of the answer is a patient's data
 
     @property
     def hospital(self) -> str:
@@ -313,6 +328,12 @@ class _Compiler:
         """The JSON object of the row ``t`` of ``type_name`` for the selection in ``details``."""
         mapping = OBJECTS[type_name]
         pairs = []
+        patient = PATIENT_OF.get(type_name)
+        if patient is not None:
+            # Whose data this object is, for the audit event: a hidden first key, taken out of
+            # the answer before it leaves (hms.compiler.take_patients).
+            pairs.append((AUDIT_KEY, f"{t}.{sql.ident(patient)}::text"))
+            self.touches = True
         for key, sub in self.subfields(graphql_type, details).items():
             name = sub[0].node.name.value
             if name == "__typename":
@@ -670,6 +691,7 @@ def compile_plan(
             f"SELECT ({data})::text AS data, ({ok}) AS ok",
             tuple(compiler.guards),
             tuple(compiler.sources),
+            touches=compiler.touches,
         )
     finally:
         # The compiler holds the parameter functions; none of them holds the compiler.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 from graphql import (
     ASTValidationRule,
@@ -29,6 +30,8 @@ class Document:
     errors: tuple[GraphQLError, ...]
     #: Seconds a client may keep the answer (hms.documents.caching), None: not at all.
     max_age: int | None = None
+    #: Operation name -> what the pipeline derived from it once (the field classes it reads).
+    derived: dict[str | None, Any] = dataclasses.field(default_factory=dict, compare=False)
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         if self.ast is None:

@@ -10,12 +10,14 @@ which evolve with a plain migration (PostgreSQL enum types cannot drop values).
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     Date,
     DateTime,
     ForeignKeyConstraint,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -75,6 +77,7 @@ TENANT_TABLES = (
     "encounter",
     "idempotency_key",
     "hospital_membership",
+    "audit_event",
 )
 
 
@@ -275,4 +278,45 @@ hospital_membership = Table(
         + "]::text[]",
         name="known_roles",
     ),
+)
+
+#: Who read or wrote which patients' data (hms.persistence.audit): append-only, sealed into a
+#: hash chain per hospital by ``audit_seal_all()`` (migration 0005); the app role may only
+#: INSERT, SELECT and run the sealer.
+audit_event = Table(
+    "audit_event",
+    metadata,
+    Column("hospital_id", UUID(as_uuid=True), nullable=False),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
+    Column("seq", BigInteger, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("subject", Text, nullable=False),
+    Column("roles", ARRAY(Text), nullable=False),
+    Column("client", Text, nullable=True),
+    Column("operation_type", Text, nullable=False),
+    Column("operation_name", Text, nullable=True),
+    Column("patient_ids", ARRAY(UUID(as_uuid=True)), nullable=False),
+    Column("field_classes", ARRAY(Text), nullable=False),
+    Column("purpose", Text, nullable=False, server_default=text("'TREAT'")),
+    Column("outcome", Text, nullable=False),
+    Column("trace_id", Text, nullable=True),
+    Column("prev_hash", LargeBinary, nullable=True),
+    Column("hash", LargeBinary, nullable=True),
+    PrimaryKeyConstraint("hospital_id", "id"),
+    UniqueConstraint("hospital_id", "seq"),
+    ForeignKeyConstraint(["hospital_id"], ["hospital.id"]),
+    CheckConstraint("operation_type IN ('query', 'mutation')", name="operation_type"),
+    CheckConstraint("purpose IN ('TREAT', 'ETREAT')", name="purpose"),
+    Index("ix_audit_event_unsealed", "hospital_id", "id", postgresql_where=text("hash IS NULL")),
+)
+
+#: The newest link of each hospital's audit chain (the app role has no access).
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("hospital_id", UUID(as_uuid=True), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("hospital_id"),
+    ForeignKeyConstraint(["hospital_id"], ["hospital.id"]),
 )

@@ -18,11 +18,22 @@ import enum
 from collections.abc import Iterable, Mapping
 
 from graphql import (
+    DocumentNode,
     EnumValueNode,
     FieldDefinitionNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLInterfaceType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
     ObjectTypeDefinitionNode,
     ObjectTypeExtensionNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
     StringValueNode,
+    get_named_type,
     parse,
 )
 
@@ -137,3 +148,47 @@ def markdown(classes: Mapping[tuple[str, str], FieldClass]) -> str:
         marks = " | ".join("run" if role in allowed else "—" for role in ROLES)
         lines.append(f"| `{mutation}` | {marks} |")
     return "\n".join(lines) + "\n"
+
+
+def selected_classes(
+    schema: GraphQLSchema,
+    classes: Mapping[tuple[str, str], FieldClass],
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+) -> frozenset[FieldClass]:
+    """Every field class the operation could read, wherever a field sits (fragments included,
+    ``@skip``/``@include`` ignored: a class that might be read counts)."""
+    if not classes:
+        return frozenset()
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    found: set[FieldClass] = set()
+    walked: set[str] = set()
+
+    def walk(selections: SelectionSetNode, parent: object) -> None:
+        if not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+            return
+        owners = [parent.name]
+        if isinstance(parent, GraphQLInterfaceType):
+            owners += [t.name for t in schema.get_implementations(parent).objects]
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                name = selection.name.value
+                found.update(c for o in owners if (c := classes.get((o, name))) is not None)
+                field = parent.fields.get(name)
+                if field is not None and selection.selection_set is not None:
+                    walk(selection.selection_set, get_named_type(field.type))
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                target = parent if condition is None else schema.get_type(condition.name.value)
+                walk(selection.selection_set, target)
+            elif isinstance(selection, FragmentSpreadNode):
+                spread = fragments.get(selection.name.value)
+                if spread is not None and spread.name.value not in walked:
+                    walked.add(spread.name.value)
+                    walk(spread.selection_set, schema.get_type(spread.type_condition.name.value))
+
+    root = schema.get_root_type(operation.operation)
+    walk(operation.selection_set, root)
+    return frozenset(found)

@@ -43,6 +43,8 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(
         "idempotency_key",
         "persisted_document",
         "hospital_membership",
+        "audit_event",
+        "audit_head",
     }
     await asyncio.to_thread(migrate.downgrade, url)
     assert await _tables(url) == set()
@@ -57,7 +59,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(
         )
     finally:
         await conn.close()
-    assert policies == 7  # one per tenant table and the hospital table
+    assert policies == 8  # one per tenant table and the hospital table
     assert exclusion == 1
 
 

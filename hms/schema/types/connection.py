@@ -1,7 +1,8 @@
 """Relay connections: ``XConnection { edges { cursor node } pageInfo totalCount }``.
 
 ``cursor`` is signed lazily (only when selected) and ``totalCount`` runs its COUNT only when
-selected; ``hasNextPage`` comes from the page's look-ahead row.
+selected; ``hasNextPage`` comes from the page's look-ahead row. Edges and nodes are built only
+when selected, so a node is built exactly when the answer reads it.
 """
 
 from __future__ import annotations
@@ -27,9 +28,15 @@ class PageInfo:
 
 @strawberry.type
 class Edge(Generic[NodeT]):
-    node: NodeT
     _row: strawberry.Private[Any]
     _page: strawberry.Private[Page]
+    _make: strawberry.Private[Callable[[Any], Any]]
+
+    @strawberry.field
+    def node(self) -> NodeT:
+        # Built when selected: an object is a read of its patient's data (the audit event).
+        node: NodeT = self._make(self._row)
+        return node
 
     @strawberry.field
     def cursor(self) -> str:
@@ -38,8 +45,13 @@ class Edge(Generic[NodeT]):
 
 @strawberry.type
 class Connection(Generic[NodeT]):
-    edges: list[Edge[NodeT]] = strawberry.field(directives=[EDGES])
     _page: strawberry.Private[Page]
+    _make: strawberry.Private[Callable[[Any], Any]]
+
+    @strawberry.field(directives=[EDGES])
+    def edges(self) -> list[Edge[NodeT]]:
+        page, make = self._page, self._make
+        return [Edge(_row=row, _page=page, _make=make) for row in page.rows]
 
     @strawberry.field
     def page_info(self) -> PageInfo:
@@ -59,6 +71,4 @@ class Connection(Generic[NodeT]):
 
 
 def connection(page: Page, make: Callable[[Any], NodeT]) -> Connection[NodeT]:
-    return Connection(
-        edges=[Edge(node=make(row), _row=row, _page=page) for row in page.rows], _page=page
-    )
+    return Connection(_page=page, _make=make)

@@ -16,7 +16,7 @@ from typing import Any
 import strawberry
 from strawberry.utils.str_converters import to_camel_case
 
-from hms.context import Context
+from hms.context import Context, touch
 from hms.resolvers import patients as patient_resolvers
 from hms.resolvers import scheduling
 from hms.resolvers.fields import OBJECTS, Kind, Leaf
@@ -116,6 +116,7 @@ class Patient(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Patient:
+        touch(row.id)
         return cls(**_PATIENT(cls, row, pk=row.id))
 
     @strawberry.field(description="Newest first.", directives=[NESTED_PAGE])
@@ -193,6 +194,7 @@ class Appointment(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Appointment:
+        touch(row.patient_id)
         return cls(
             **_APPOINTMENT(
                 cls, row, pk=row.id, patient_pk=row.patient_id, practitioner_pk=row.practitioner_id
@@ -227,6 +229,7 @@ class Encounter(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Encounter:
+        touch(row.patient_id)
         return cls(
             **_ENCOUNTER(
                 cls,

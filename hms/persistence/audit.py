@@ -1,0 +1,148 @@
+"""SQL for the audit trail: append a request's event, verify each hospital's chain.
+
+An event says who (subject, roles, client application) read or wrote which patients' data
+(their ids only), through which operation, which field classes the document selected, with
+what outcome and when; never variables, values or names. A request appends with a plain
+INSERT (no lock: requests never wait for each other); :func:`seal` (every second in each app
+worker) then chains each hospital's new events: ``seq``, ``prev_hash`` and ``hash``, each hash
+covering the previous one's (migration 0005). An edited, removed or reordered sealed event
+breaks the chain that :func:`verify` recomputes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hms.persistence.database import RequestDb
+
+#: The text each hash covers (the same expression as the trigger of migration 0005).
+CANONICAL = """concat_ws('|', {r}.hospital_id::text, {r}.id::text, {r}.seq::text,
+  to_char({r}.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), {r}.subject,
+  array_to_string({r}.roles, ','), coalesce({r}.client, ''), {r}.operation_type,
+  coalesce({r}.operation_name, ''), array_to_string({r}.patient_ids, ','),
+  array_to_string({r}.field_classes, ','), {r}.purpose, {r}.outcome,
+  coalesce({r}.trace_id, ''))"""
+
+#: The columns a writer gives (the database sets the rest).
+COLUMNS = (
+    "hospital_id, subject, roles, client, operation_type, operation_name, patient_ids,"
+    " field_classes, outcome"
+)
+
+_APPEND = text(
+    f"INSERT INTO audit_event ({COLUMNS}) VALUES (:hospital_id, :subject, :roles, :client,"
+    " :operation_type, :operation_name, :patient_ids, :field_classes, :outcome) RETURNING seq"
+)
+
+
+#: The same append for a statement sent to asyncpg directly (the compiled read path).
+RAW_APPEND = (
+    f"INSERT INTO audit_event ({COLUMNS})"
+    " VALUES ($1, $2, $3::text[], $4, $5, $6, $7::uuid[], $8::text[], $9)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    subject: str
+    roles: Sequence[str]
+    client: str | None
+    operation_type: str
+    operation_name: str | None
+    patient_ids: Sequence[uuid.UUID]
+    field_classes: Sequence[str]
+    outcome: str
+
+
+def raw_values(hospital_id: uuid.UUID, event: Event) -> list[Any]:
+    """The values of :data:`RAW_APPEND` for ``event``."""
+    return [
+        hospital_id,
+        event.subject,
+        sorted(event.roles),
+        event.client,
+        event.operation_type,
+        event.operation_name,
+        sorted(set(event.patient_ids)),
+        sorted(event.field_classes),
+        event.outcome,
+    ]
+
+
+async def append(db: RequestDb, event: Event) -> int:
+    """One statement, in the request's read-write transaction (so it commits with it); the
+    event's place in its hospital's chain."""
+    seq: int = await db.scalar(
+        _APPEND,
+        {
+            "hospital_id": db.hospital_id,
+            "subject": event.subject,
+            "roles": sorted(event.roles),
+            "client": event.client,
+            "operation_type": event.operation_type,
+            "operation_name": event.operation_name,
+            "patient_ids": sorted(set(event.patient_ids)),
+            "field_classes": sorted(event.field_classes),
+            "outcome": event.outcome,
+        },
+    )
+    return seq
+
+
+_CHAIN = text(
+    f"""
+    SELECT seq, prev_hash = coalesce(lag(hash) OVER w, ''::bytea) AS linked,
+           seq = coalesce(lag(seq) OVER w, 0) + 1 AS consecutive,
+           hash = sha256(prev_hash || convert_to({CANONICAL.format(r="e")}, 'UTF8')) AS intact,
+           hash
+    FROM audit_event e
+    WHERE e.hospital_id = nullif(current_setting('app.hospital_id', true), '')::uuid
+      AND e.hash IS NOT NULL
+    WINDOW w AS (ORDER BY seq)
+    ORDER BY seq
+    """
+)
+_HEAD = text("SELECT seq, hash FROM audit_head WHERE hospital_id = :hospital_id")
+
+
+_SEAL_ALL = text("SELECT audit_seal_all()")
+
+
+async def seal(engine: AsyncEngine) -> int:
+    """Seal every hospital's new events into its chain; how many were sealed."""
+    async with engine.begin() as conn:
+        sealed: int = (await conn.execute(_SEAL_ALL)).scalar_one()
+    return sealed
+
+
+async def verify(engine: AsyncEngine, hospital_id: uuid.UUID) -> tuple[int, list[str]]:
+    """Recompute ``hospital_id``'s chain as the owner: the events checked and every break
+    (events not sealed yet are not part of it: run :func:`seal` first)."""
+    problems: list[str] = []
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("SELECT set_config('app.hospital_id', :h, true)"), {"h": str(hospital_id)}
+        )
+        rows: list[Any] = list((await conn.execute(_CHAIN)).all())
+        head = (await conn.execute(_HEAD, {"hospital_id": hospital_id})).first()
+    for row in rows:
+        if not row.intact:
+            problems.append(f"event {row.seq}: its contents changed after it was written")
+        if not row.linked:
+            problems.append(f"event {row.seq}: does not follow the event before it")
+        if not row.consecutive:
+            problems.append(f"event {row.seq}: events before it are missing")
+    newest = (rows[-1].seq, bytes(rows[-1].hash)) if rows else (0, b"")
+    recorded = (head.seq, bytes(head.hash)) if head is not None else (0, b"")
+    if newest != recorded:
+        problems.append(
+            f"the newest event is {newest[0]} but the chain's head says {recorded[0]}:"
+            " events were removed or added around the chain"
+        )
+    return len(rows), problems

@@ -1,0 +1,389 @@
+"""Who read or wrote which patient: the audit trail (issue 10).
+
+Every answer's patients are in its audit event, on both execution paths; an operation that
+touches no patient leaves none; a write's event commits with the write. The trail is
+append-only for the app and for the owner (triggers), chained per hospital, and
+``hms audit verify`` finds an edit or a removal made by a superuser around the triggers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.applications import Starlette
+
+from hms import cli
+from hms.persistence import audit
+from hms.persistence.urls import async_url
+from hms.resolvers.relay import from_global_id
+from hms.security.tokens import issue
+from tests import fixtures
+from tests.api.writes import make_hospital
+from tests.conftest import SECRET
+from tests.statements import AUDIT
+
+LIST = """
+query Ward { patients(first: 10) { edges { node { id mrn
+  appointments(first: 2) { edges { node { id reason patient { id } } } }
+} } } }
+"""
+
+
+@pytest.fixture(scope="module")
+async def clinic(database_url: str, dataset: fixtures.Dataset) -> fixtures.HospitalData:
+    """A hospital of its own, so its chain holds only this module's events."""
+    return await make_hospital(database_url)
+
+
+def caller() -> str:
+    return f"auditee-{uuid.uuid4().hex[:8]}"
+
+
+async def post(
+    client: httpx.AsyncClient,
+    hospital: fixtures.HospitalData,
+    subject: str,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    roles: tuple[str, ...] = ("clinician",),
+) -> dict[str, Any]:
+    bearer = issue(SECRET, subject=subject, hospital_id=hospital.id, roles=roles, client="web")
+    response = await client.post(
+        "/graphql",
+        json={"query": query, "variables": variables or {}},
+        headers={"Authorization": f"Bearer {bearer}"},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def events(database_url: str, subject: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return list(
+            await conn.fetch(
+                "SELECT * FROM audit_event WHERE subject = $1 ORDER BY hospital_id, seq", subject
+            )
+        )
+    finally:
+        await conn.close()
+
+
+def patients_in(data: Any) -> set[uuid.UUID]:
+    """Every Patient id anywhere in an answer."""
+    found: set[uuid.UUID] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "id" and isinstance(item, str):
+                    type_name, pk = from_global_id(item)
+                    if type_name == "Patient":
+                        found.add(pk)
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(data)
+    return found
+
+
+@pytest.mark.parametrize("path", ["compiled", "interpreted"])
+async def test_every_patient_an_answer_holds_is_in_its_audit_event(
+    path: str,
+    client: httpx.AsyncClient,
+    interpreted_client: httpx.AsyncClient,
+    dataset: fixtures.Dataset,
+    database_url: str,
+) -> None:
+    subject = caller()
+    http = client if path == "compiled" else interpreted_client
+    body = await post(http, dataset.alpha, subject, LIST)
+    assert "errors" not in body
+    shown = patients_in(body["data"])
+    assert len(shown) == 10
+    (event,) = await events(database_url, subject)
+    assert set(event["patient_ids"]) == shown
+    assert event["hospital_id"] == dataset.alpha.id
+    assert (event["operation_type"], event["operation_name"]) == ("query", "Ward")
+    assert (event["roles"], event["client"], event["outcome"]) == (["clinician"], "web", "ok")
+    assert event["field_classes"] == ["CLINICAL", "DEMOGRAPHIC"]
+    assert event["purpose"] == "TREAT"
+    # Ids only: no MRN, name or other value of the answer is in the event.
+    row = " ".join(str(v) for v in event.values())
+    for edge in body["data"]["patients"]["edges"]:
+        assert edge["node"]["mrn"] not in row
+
+
+@pytest.mark.parametrize("path", ["compiled", "interpreted"])
+async def test_an_operation_that_touches_no_patient_leaves_no_event(
+    path: str,
+    client: httpx.AsyncClient,
+    interpreted_client: httpx.AsyncClient,
+    dataset: fixtures.Dataset,
+    database_url: str,
+) -> None:
+    subject = caller()
+    http = client if path == "compiled" else interpreted_client
+    for query in (
+        "{ patientStats { total } viewer { userId } }",
+        "{ practitioners(first: 3) { edges { node { id familyName } } } }",
+        "{ patients(first: 3) { totalCount } }",
+        f'{{ patient(id: "{fixtures_foreign(dataset)}") {{ id mrn }} }}',  # another hospital's
+    ):
+        body = await post(http, dataset.alpha, subject, query)
+        assert "errors" not in body, body
+    assert await events(database_url, subject) == []
+
+
+def fixtures_foreign(dataset: fixtures.Dataset) -> str:
+    from hms.resolvers.relay import to_global_id
+
+    return to_global_id("Patient", dataset.beta.patients[0])
+
+
+async def test_a_compiled_read_appends_in_its_own_transaction(
+    app: Starlette, gql: Any, dataset: fixtures.Dataset
+) -> None:
+    """One statement for the answer, and the append before the same transaction commits."""
+    from hms.persistence.database import OBSERVERS
+
+    seen: list[str] = []
+    observers = OBSERVERS.setdefault(app.state.database.primary, [])
+    observers.append(seen.append)
+    try:
+        body = await gql(LIST)
+    finally:
+        observers.remove(seen.append)
+    assert "\\u0001" not in str(body)  # the hidden keys never leave
+    assert len(seen) == 2
+    assert "::text AS data" in seen[0]
+    assert seen[1].startswith(AUDIT)
+
+
+async def test_an_interpreted_read_appends_with_one_more_statement(
+    interpreted_app: Starlette, igql: Any
+) -> None:
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    engine = interpreted_app.state.database.primary.sync_engine
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        await igql(LIST)
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    assert sum(s.startswith(AUDIT) for s in seen) == 1
+
+
+async def test_a_write_and_its_event_commit_together(
+    client: httpx.AsyncClient, clinic: fixtures.HospitalData, database_url: str
+) -> None:
+    subject = caller()
+    create = (
+        "mutation Register($input: CreatePatientInput!) { createPatient(input: $input)"
+        " { patient { id } userErrors { code } } }"
+    )
+    made = await post(
+        client,
+        clinic,
+        subject,
+        create,
+        {"input": {"mrn": f"AU-{uuid.uuid4().hex[:6]}", "givenName": "Ada", "familyName": "Q"}},
+    )
+    pk = from_global_id(made["data"]["createPatient"]["patient"]["id"])[1]
+    # A refused write (the MRN exists) touches nobody: no event.
+    taken = await post(
+        client, clinic, subject, create,
+        {"input": {"mrn": "W0", "givenName": "Ada", "familyName": "Q"}},
+    )  # fmt: skip
+    assert taken["data"]["createPatient"]["userErrors"] == [{"code": "VALIDATION"}]
+    (event,) = await events(database_url, subject)
+    assert event["operation_type"] == "mutation"
+    assert event["operation_name"] == "Register"
+    assert list(event["patient_ids"]) == [pk]
+
+
+async def test_the_trail_is_append_only(
+    clinic: fixtures.HospitalData, client: httpx.AsyncClient, database_url: str
+) -> None:
+    await post(client, clinic, caller(), "{ patients(first: 1) { edges { node { id } } } }")
+    conn = await asyncpg.connect(database_url)
+    try:
+        # The app's role: no UPDATE, DELETE or TRUNCATE at all.
+        async with conn.transaction():
+            await conn.execute("SET LOCAL ROLE hms_app")
+            await conn.execute(f"SET LOCAL app.hospital_id = '{clinic.id}'")
+            for sql in (
+                "UPDATE audit_event SET subject = 'x'",
+                "DELETE FROM audit_event",
+                "TRUNCATE audit_event",
+                "UPDATE audit_head SET seq = 0",
+            ):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    async with conn.transaction():
+                        await conn.execute(sql)
+        # The owner (here a superuser): the triggers refuse.
+        for sql in (
+            "UPDATE audit_event SET subject = 'x'",
+            "DELETE FROM audit_event",
+            "TRUNCATE audit_event",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def hms_verify(database_url: str, slug: str) -> tuple[int, str]:
+    def run() -> tuple[int, str]:
+        import contextlib
+        import io
+        import os
+
+        os.environ["HMS_DATABASE_URL"] = database_url
+        os.environ["HMS_JWT_SECRET"] = SECRET
+        out = io.StringIO()
+        with contextlib.redirect_stderr(out), contextlib.redirect_stdout(out):
+            code = cli.main(["audit", "verify", "--hospital", slug])
+        return code, out.getvalue()
+
+    return await asyncio.to_thread(run)
+
+
+@pytest.fixture
+async def tampered(
+    database_url: str, client: httpx.AsyncClient
+) -> AsyncIterator[tuple[fixtures.HospitalData, asyncpg.Connection]]:
+    """A hospital with a chain of concurrent reads, and a superuser connection."""
+    hospital = await make_hospital(database_url)
+    subject = caller()
+    await asyncio.gather(
+        *(
+            post(client, hospital, subject, "{ patients(first: 2) { edges { node { id } } } }")
+            for _ in range(12)
+        )
+    )
+    engine = create_async_engine(async_url(database_url))
+    try:
+        await audit.seal(engine)
+    finally:
+        await engine.dispose()
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield hospital, conn
+    finally:
+        await conn.close()
+
+
+async def test_verify_finds_a_clean_chain_intact(
+    tampered: tuple[fixtures.HospitalData, asyncpg.Connection], database_url: str
+) -> None:
+    hospital, conn = tampered
+    seqs = [r[0] for r in await conn.fetch(
+        "SELECT seq FROM audit_event WHERE hospital_id = $1 ORDER BY seq", hospital.id
+    )]  # fmt: skip
+    assert seqs == list(range(1, 13))  # twelve concurrent appends, one chain, no gaps
+    code, said = await hms_verify(database_url, hospital.slug)
+    assert code == 0, said
+    assert "12 events, chain intact" in said
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ("UPDATE audit_event SET patient_ids = '{}' WHERE hospital_id = $1 AND seq = 5",
+         "event 5: its contents changed"),
+        ("DELETE FROM audit_event WHERE hospital_id = $1 AND seq = 7",
+         "event 8: does not follow"),
+        ("DELETE FROM audit_event WHERE hospital_id = $1 AND seq = 12",
+         "events were removed"),
+    ],
+)  # fmt: skip
+async def test_verify_finds_what_a_superuser_changed_around_the_triggers(
+    tampered: tuple[fixtures.HospitalData, asyncpg.Connection],
+    database_url: str,
+    edit: str,
+    words: str,
+) -> None:
+    hospital, conn = tampered
+    async with conn.transaction():
+        await conn.execute("ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only")
+        await conn.execute(edit, hospital.id)
+        await conn.execute("ALTER TABLE audit_event ENABLE TRIGGER audit_event_append_only")
+    code, said = await hms_verify(database_url, hospital.slug)
+    assert code == 1
+    assert "BROKEN" in said
+    assert words in said
+
+
+async def test_the_canonical_text_matches_the_trigger(
+    tampered: tuple[fixtures.HospitalData, asyncpg.Connection], database_url: str
+) -> None:
+    """hms/persistence/audit.py and migration 0005 write the hashed text the same way."""
+    hospital, _ = tampered
+    engine = create_async_engine(async_url(database_url))
+    try:
+        checked, problems = await audit.verify(engine, hospital.id)
+    finally:
+        await engine.dispose()
+    assert (checked, problems) == (12, [])
+
+
+async def test_each_worker_seals_new_events_within_its_interval(
+    settings: Any, clinic: fixtures.HospitalData, database_url: str
+) -> None:
+    from hms.app import create_app
+
+    app = create_app(settings.with_(audit_seal_seconds=0.2))
+    subject = caller()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hms.test") as http:
+            await post(http, clinic, subject, "{ patients(first: 1) { edges { node { id } } } }")
+        await asyncio.sleep(0.8)
+    (event,) = await events(database_url, subject)
+    assert event["seq"] is not None
+    assert event["hash"] is not None
+
+
+class RolledBack(Exception):
+    pass
+
+
+async def test_an_insert_cannot_bring_its_own_seal_or_time(
+    clinic: fixtures.HospitalData, database_url: str
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL ROLE hms_app")
+            await conn.execute(f"SET LOCAL app.hospital_id = '{clinic.id}'")
+            row = await conn.fetchrow(
+                "INSERT INTO audit_event (hospital_id, subject, roles, operation_type,"
+                " patient_ids, field_classes, outcome, seq, hash, prev_hash, at)"
+                " VALUES ($1, 'forger', '{}', 'query', '{}', '{}', 'ok', 1, '\\x00', '\\x00',"
+                " '2001-01-01') RETURNING seq, hash, prev_hash, at",
+                clinic.id,
+            )
+            assert row is not None
+            assert (row["seq"], row["hash"], row["prev_hash"]) == (None, None, None)
+            assert row["at"].year > 2001
+            raise RolledBack  # keep the trail of the shared database clean
+    except RolledBack:
+        pass
+    finally:
+        await conn.close()
