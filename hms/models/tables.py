@@ -78,6 +78,7 @@ TENANT_TABLES = (
     "idempotency_key",
     "hospital_membership",
     "audit_event",
+    "audit_patient",
 )
 
 
@@ -319,4 +320,18 @@ audit_head = Table(
     Column("hash", LargeBinary, nullable=False),
     PrimaryKeyConstraint("hospital_id"),
     ForeignKeyConstraint(["hospital_id"], ["hospital.id"]),
+)
+
+#: Which sealed audit events name which patient (filled by the sealer): "who viewed this
+#: patient" is a btree range here.
+audit_patient = Table(
+    "audit_patient",
+    metadata,
+    Column("hospital_id", UUID(as_uuid=True), nullable=False),
+    Column("patient_id", UUID(as_uuid=True), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    PrimaryKeyConstraint("hospital_id", "patient_id", "event_id"),
+    ForeignKeyConstraint(
+        ["hospital_id", "event_id"], ["audit_event.hospital_id", "audit_event.id"]
+    ),
 )

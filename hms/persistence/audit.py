@@ -16,9 +16,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import and_, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hms.models.tables import audit_event, audit_patient
 from hms.persistence.database import RequestDb
 
 #: The text each hash covers (the same expression as the trigger of migration 0005).
@@ -146,3 +147,41 @@ async def verify(engine: AsyncEngine, hospital_id: uuid.UUID) -> tuple[int, list
             " events were removed or added around the chain"
         )
     return len(rows), problems
+
+
+async def trail(db: RequestDb, patient_id: uuid.UUID, before: int | None, limit: int) -> list[Any]:
+    """The patient's sealed events, newest first, older than event ``before``; ``limit`` + 1
+    rows (the look-ahead says whether there are more)."""
+    statement = (
+        select(
+            audit_event.c.id,
+            audit_event.c.seq,
+            audit_event.c.at,
+            audit_event.c.subject,
+            audit_event.c.roles,
+            audit_event.c.client,
+            audit_event.c.operation_type,
+            audit_event.c.operation_name,
+            audit_event.c.field_classes,
+            audit_event.c.purpose,
+            audit_event.c.outcome,
+        )
+        .select_from(
+            audit_patient.join(
+                audit_event,
+                and_(
+                    audit_event.c.hospital_id == audit_patient.c.hospital_id,
+                    audit_event.c.id == audit_patient.c.event_id,
+                ),
+            )
+        )
+        .where(
+            audit_patient.c.hospital_id == db.hospital_id,
+            audit_patient.c.patient_id == patient_id,
+        )
+        .order_by(audit_patient.c.event_id.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        statement = statement.where(audit_patient.c.event_id < before)
+    return await db.all(statement)

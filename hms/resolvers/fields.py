@@ -162,7 +162,9 @@ OBJECTS: dict[str, ObjectMap] = {
 }
 
 #: (type, field) pairs deliberately left to the interpreted path, with the reason.
-INTERPRETED_ONLY: dict[tuple[str, str], str] = {}
+INTERPRETED_ONLY: dict[tuple[str, str], str] = {
+    ("Query", "auditTrail"): "auditors' reads of the audit trail: rare, and not patient data",
+}
 
 
 def children(type_name: str, field: str) -> Children:

@@ -6,10 +6,11 @@ from typing import Any
 
 import strawberry
 
-from hms.resolvers import lists, nodes
+from hms.resolvers import audit_trail, lists, nodes
 from hms.resolvers import patients as patient_resolvers
-from hms.resolvers.errors import BadUserInput
-from hms.schema.directives import AGGREGATE, BY_IDS, PAGE
+from hms.resolvers.errors import BadUserInput, Forbidden
+from hms.schema.directives import AGGREGATE, BY_IDS, NESTED_PAGE, PAGE
+from hms.schema.types.audit import AuditTrail, trail_of
 from hms.schema.types.connection import Connection, connection
 from hms.schema.types.inputs import (
     AppointmentFilter,
@@ -29,6 +30,7 @@ from hms.schema.types.nodes import (
     Patient,
     Practitioner,
 )
+from hms.security.policy import AUDIT_READERS
 
 
 @strawberry.type(description="The caller: who they are, where, and as what.")
@@ -73,6 +75,25 @@ class Query:
         if len(ids) > info.context.settings.max_page_size:
             raise BadUserInput(f"'ids' takes at most {info.context.settings.max_page_size} ids")
         return [_node(item) for item in await nodes.nodes(info.context, ids)]
+
+    @strawberry.field(
+        description=(
+            "Who read or wrote this patient's data, newest first (auditors and administrators;"
+            " events appear once sealed, within a second)."
+        ),
+        directives=[NESTED_PAGE],
+    )
+    async def audit_trail(
+        self,
+        info: Info,
+        patient_id: strawberry.ID,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> AuditTrail | None:
+        if AUDIT_READERS.isdisjoint(info.context.principal.roles):
+            raise Forbidden("Only auditors and administrators read the audit trail")
+        rows, has_next = await audit_trail.audit_trail(info.context, patient_id, first, after)
+        return trail_of(rows, has_next)
 
     @strawberry.field
     def viewer(self, info: Info) -> Viewer:

@@ -79,6 +79,10 @@ WRITES: Mapping[str, frozenset[str]] = {
 }
 
 
+#: Who reads the audit trail ("who viewed this patient").
+AUDIT_READERS = frozenset({"auditor", "admin"})
+
+
 def known(roles: Iterable[str]) -> frozenset[str]:
     """The roles of ``roles`` this policy knows; others grant nothing."""
     return frozenset(role for role in roles if role in READS)

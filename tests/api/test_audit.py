@@ -240,7 +240,8 @@ async def test_the_trail_is_append_only(
         for sql in (
             "UPDATE audit_event SET subject = 'x'",
             "DELETE FROM audit_event",
-            "TRUNCATE audit_event",
+            "TRUNCATE audit_event, audit_patient",
+            "TRUNCATE audit_patient",
         ):
             with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
                 await conn.execute(sql)
@@ -302,15 +303,21 @@ async def test_verify_finds_a_clean_chain_intact(
     assert "12 events, chain intact" in said
 
 
+#: A careful tamperer removes the event and its index entries in one statement.
+DELETE = (
+    "WITH gone AS (DELETE FROM audit_patient WHERE hospital_id = $1 AND event_id IN"
+    " (SELECT id FROM audit_event WHERE hospital_id = $1 AND seq = {seq}))"
+    " DELETE FROM audit_event WHERE hospital_id = $1 AND seq = {seq}"
+)
+
+
 @pytest.mark.parametrize(
     ("edit", "words"),
     [
         ("UPDATE audit_event SET patient_ids = '{}' WHERE hospital_id = $1 AND seq = 5",
          "event 5: its contents changed"),
-        ("DELETE FROM audit_event WHERE hospital_id = $1 AND seq = 7",
-         "event 8: does not follow"),
-        ("DELETE FROM audit_event WHERE hospital_id = $1 AND seq = 12",
-         "events were removed"),
+        (DELETE.format(seq=7), "event 8: does not follow"),
+        (DELETE.format(seq=12), "events were removed"),
     ],
 )  # fmt: skip
 async def test_verify_finds_what_a_superuser_changed_around_the_triggers(
@@ -322,7 +329,9 @@ async def test_verify_finds_what_a_superuser_changed_around_the_triggers(
     hospital, conn = tampered
     async with conn.transaction():
         await conn.execute("ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only")
+        await conn.execute("ALTER TABLE audit_patient DISABLE TRIGGER audit_patient_append_only")
         await conn.execute(edit, hospital.id)
+        await conn.execute("ALTER TABLE audit_patient ENABLE TRIGGER audit_patient_append_only")
         await conn.execute("ALTER TABLE audit_event ENABLE TRIGGER audit_event_append_only")
     code, said = await hms_verify(database_url, hospital.slug)
     assert code == 1
@@ -387,3 +396,84 @@ async def test_an_insert_cannot_bring_its_own_seal_or_time(
         pass
     finally:
         await conn.close()
+
+
+TRAIL = """
+query Trail($id: ID!, $first: Int, $after: String) {
+  auditTrail(patientId: $id, first: $first, after: $after) {
+    edges { cursor node { seq userId roles client operationType operationName fieldClasses
+                          purpose outcome at } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+
+async def test_auditors_see_who_viewed_a_patient_newest_first(
+    client: httpx.AsyncClient, clinic: fixtures.HospitalData, database_url: str
+) -> None:
+    from hms.resolvers.relay import to_global_id
+
+    patient = to_global_id("Patient", clinic.patients[0])
+    viewers = [caller() for _ in range(3)]
+    for subject in viewers:
+        await post(client, clinic, subject, f'query Look {{ patient(id: "{patient}") {{ mrn }} }}')
+    engine = create_async_engine(async_url(database_url))
+    try:
+        await audit.seal(engine)
+    finally:
+        await engine.dispose()
+    pages: list[dict[str, Any]] = []
+    after = None
+    while True:
+        body = await post(
+            client, clinic, caller(), TRAIL, {"id": patient, "first": 2, "after": after},
+            roles=("auditor",),
+        )  # fmt: skip
+        assert "errors" not in body, body
+        pages.append(body["data"]["auditTrail"])
+        if not pages[-1]["pageInfo"]["hasNextPage"]:
+            break
+        after = pages[-1]["pageInfo"]["endCursor"]
+    nodes = [edge["node"] for page in pages for edge in page["edges"]]
+    mine = [n for n in nodes if n["userId"] in viewers]
+    assert [n["userId"] for n in mine] == viewers[::-1]  # newest first
+    assert all(n["operationName"] == "Look" and n["fieldClasses"] == ["DEMOGRAPHIC"] for n in mine)
+    seqs = [n["seq"] for n in nodes]
+    assert seqs == sorted(seqs, reverse=True)
+    # Reading the trail names no patient: it leaves no event of its own.
+    assert all(n["operationName"] != "Trail" for n in nodes)
+
+
+@pytest.mark.parametrize("roles", [("clinician",), ("front_desk",), ("service",)])
+async def test_only_auditors_and_administrators_read_the_trail(
+    client: httpx.AsyncClient, clinic: fixtures.HospitalData, roles: tuple[str, ...]
+) -> None:
+    from hms.resolvers.relay import to_global_id
+
+    body = await post(
+        client, clinic, caller(), TRAIL, {"id": to_global_id("Patient", clinic.patients[0])},
+        roles=roles,
+    )  # fmt: skip
+    assert body["data"] == {"auditTrail": None}
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_the_trail_refuses_bad_arguments_and_shows_no_other_hospital(
+    client: httpx.AsyncClient, clinic: fixtures.HospitalData, dataset: fixtures.Dataset
+) -> None:
+    from hms.resolvers.relay import to_global_id
+
+    mine = to_global_id("Patient", clinic.patients[0])
+    for variables, words in (
+        ({"id": mine, "after": "bm90LWEtY3Vyc29y"}, "Invalid cursor"),
+        ({"id": mine, "first": 101}, "'first' must be between 0 and 100"),
+        ({"id": to_global_id("Practitioner", clinic.practitioners[0])}, "expected a Patient id"),
+    ):
+        body = await post(client, clinic, caller(), TRAIL, variables, roles=("auditor",))
+        assert words in body["errors"][0]["message"], body
+    # Another hospital's patient, as this hospital's auditor: nothing, as if it had no events.
+    foreign = to_global_id("Patient", dataset.alpha.patients[0])
+    body = await post(client, clinic, caller(), TRAIL, {"id": foreign}, roles=("auditor",))
+    assert body["data"]["auditTrail"]["edges"] == []

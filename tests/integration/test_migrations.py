@@ -45,6 +45,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(
         "hospital_membership",
         "audit_event",
         "audit_head",
+        "audit_patient",
     }
     await asyncio.to_thread(migrate.downgrade, url)
     assert await _tables(url) == set()
@@ -59,7 +60,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(
         )
     finally:
         await conn.close()
-    assert policies == 8  # one per tenant table and the hospital table
+    assert policies == 9  # one per tenant table and the hospital table
     assert exclusion == 1
 
 
