@@ -89,7 +89,13 @@ def workloads(target: scratch.Target) -> list[load.Workload]:
 
 def _prod_settings(url: str, secret: str) -> Settings:
     return Settings(
-        env="prod", database_url=url, jwt_secret=secret, graphiql=False, introspection=False
+        env="prod",
+        database_url=url,
+        jwt_secret=secret,
+        graphiql=False,
+        introspection=False,
+        cost_budgets={"default": (1e9, 1e9)},  # as scratch.UNLIMITED_BUDGETS
+        hospital_cost_budget=(1e9, 1e9),
     )
 
 

@@ -34,11 +34,25 @@ def dsn(server: str, database: str) -> str:
     return urllib.parse.urlsplit(server)._replace(path=f"/{database}").geturl()
 
 
+#: Cost budgets no bench load can exhaust: a bench measures the server, not the throttling
+#: of one caller (bench/cost.py measures what the cost step itself costs).
+UNLIMITED_BUDGETS = {
+    "HMS_COST_BUDGETS": "default=1000000000/1000000000",
+    "HMS_HOSPITAL_COST_BUDGET": "1000000000/1000000000",
+}
+
+
 def child_env(database_url: str, secret: str, **extra: str) -> dict[str, str]:
     """The environment of ``hms`` children: the caller's ``HMS_*`` are dropped so they cannot
     skew a run (a stray ``HMS_REDIS_URL`` or pool size would change what is measured)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HMS_")}
-    return {**env, "HMS_DATABASE_URL": database_url, "HMS_JWT_SECRET": secret, **extra}
+    return {
+        **env,
+        **UNLIMITED_BUDGETS,
+        "HMS_DATABASE_URL": database_url,
+        "HMS_JWT_SECRET": secret,
+        **extra,
+    }
 
 
 @dataclasses.dataclass(frozen=True)
