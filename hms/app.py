@@ -106,6 +106,8 @@ def create_app(settings: Settings) -> Starlette:
             if isinstance(cache, RedisCache)
             else MemoryBudgets()
         )
+        assert settings.database_url is not None
+        app.state.audit_writer = writer = audit.Writer(settings.database_url)
         pipeline = Pipeline(
             schema=schema._schema,
             settings=settings,
@@ -114,6 +116,7 @@ def create_app(settings: Settings) -> Starlette:
             authenticator=authenticator,
             metrics=metrics,
             budgets=budgets,
+            audit_writer=writer,
         )
         app.state.pipeline = pipeline
         app.state.endpoint = GraphQLEndpoint(pipeline, max_body_bytes=settings.max_body_bytes)
@@ -137,6 +140,7 @@ def create_app(settings: Settings) -> Starlette:
             sealer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sealer
+            await writer.close()
             await http.aclose()
             await cache.close()
             await database.dispose()

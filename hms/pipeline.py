@@ -246,8 +246,11 @@ class Pipeline:
         metrics: Metrics | None = None,
         budgets: Budgets | None = None,
         cost_rules: Mapping[tuple[str, str], FieldRule] | None = None,
+        audit_writer: audit.Writer | None = None,
     ) -> None:
         self.schema = schema
+        #: Appends reads' audit events in batches (None: each read in a transaction of its own).
+        self.audit_writer = audit_writer
         self.settings = settings
         self.database = database
         self.cache = cache
@@ -669,10 +672,16 @@ class Pipeline:
         document: Document,
         operation: OperationDefinitionNode,
         touched: set[uuid.UUID],
-        reply: Reply,
+        reply: Reply | None,
     ) -> None:
-        """A read's audit event, durable before the answer leaves (its own short transaction:
-        the read ran read-only)."""
+        """A read's audit event, durable before the answer leaves: with the reads of the same
+        moment when there is a writer, else in a short transaction of its own (the read ran
+        read-only)."""
+        partial = reply is not None and b'"errors":' in reply.body
+        event = self._event(principal, document, operation, touched, partial)
+        if self.audit_writer is not None:
+            await self.audit_writer.append(principal.hospital_id, event)
+            return
         db = self.database.request(
             principal.hospital_id,
             readonly=False,
@@ -680,8 +689,7 @@ class Pipeline:
             replica=False,
         )
         try:
-            partial = b'"errors":' in reply.body
-            await audit.append(db, self._event(principal, document, operation, touched, partial))
+            await audit.append(db, event)
             await db.close(commit=True)
         finally:
             if not db.closed:
@@ -717,24 +725,15 @@ class Pipeline:
             return None
         if compiled is None:
             return None
-        answer: list[str] = []
-
-        def audited(data: str, ok: bool) -> tuple[str, Sequence[Any]] | None:
-            """The answer without its hidden keys, and the audit event of the patients they
-            named, appended in the statement's own transaction."""
-            text, patients = take_patients(data)
-            answer.append(text)
-            if not ok or not patients:
-                return None
-            event = self._event(principal, document, operation, patients, partial=False)
-            return audit.RAW_APPEND, audit.raw_values(principal.hospital_id, event)
-
-        data, ok = await db.fetch_json(
-            compiled.sql, compiled.params, then=audited if compiled.touches else None
-        )
+        data, ok = await db.fetch_json(compiled.sql, compiled.params)
         if not ok:  # a cursor no visible row anchors: the interpreted path says so
             return None
-        text = (answer[0] if answer else data).encode()
+        if compiled.touches:
+            # The answer names its patients in hidden keys: out they come, into the audit trail.
+            data, patients = take_patients(data)
+            if patients:
+                await self._audit_read(principal, document, operation, patients, None)
+        text = data.encode()
         cost = charge.finish_text(text)
         body = b'{"data":' + text + b',"extensions":' + orjson.dumps({"cost": cost}) + b"}"
         return Reply(200, body, content_type(request.media_type))

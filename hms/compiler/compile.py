@@ -154,6 +154,9 @@ class _Compiler:
         self.anchors: list[str] = []  # SQL conditions that must hold, else run interpreted
         self._hospital: str | None = None
         self.touches = False  # some object of the answer is a patient's data
+        # Inside a patient's own connections (its appointments, its encounters) the patient is
+        # already named by the enclosing object: the children need no hidden key of their own.
+        self.within_patient = 0
 
     @property
     def hospital(self) -> str:
@@ -329,7 +332,7 @@ class _Compiler:
         mapping = OBJECTS[type_name]
         pairs = []
         patient = PATIENT_OF.get(type_name)
-        if patient is not None:
+        if patient is not None and (type_name == "Patient" or not self.within_patient):
             # Whose data this object is, for the audit event: a hidden first key, taken out of
             # the answer before it leaves (hms.compiler.take_patients).
             pairs.append((AUDIT_KEY, f"{t}.{sql.ident(patient)}::text"))
@@ -381,7 +384,12 @@ class _Compiler:
                 )
 
             parent = (children.parent_column, t)
-            return self.connection(field, details, children.type_name, request, parent=parent)
+            own = type_name == "Patient" and children.parent_column == "patient_id"
+            self.within_patient += own
+            try:
+                return self.connection(field, details, children.type_name, request, parent=parent)
+            finally:
+                self.within_patient -= own
         raise NotCovered(f"{type_name}.{name}")
 
     # --- connections ------------------------------------------------------------------------

@@ -11,16 +11,19 @@ breaks the chain that :func:`verify` recomputes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from hms.models.tables import audit_event, audit_patient
-from hms.persistence.database import RequestDb
+from hms.persistence.database import APP_ROLE, DatabaseUnavailable, RequestDb, classify
+from hms.persistence.urls import async_url
 
 #: The text each hash covers (the same expression as the trigger of migration 0005).
 CANONICAL = """concat_ws('|', {r}.hospital_id::text, {r}.id::text, {r}.seq::text,
@@ -185,3 +188,83 @@ async def trail(db: RequestDb, patient_id: uuid.UUID, before: int | None, limit:
     if before is not None:
         statement = statement.where(audit_patient.c.event_id < before)
     return await db.all(statement)
+
+
+class Writer:
+    """Appends the events of concurrent reads together: one transaction, one round trip per
+    hospital (asyncpg pipelines ``executemany``), one WAL flush for the batch.
+
+    :meth:`append` returns once its event is committed, so a read still answers only after its
+    event is durable; it raises :class:`~hms.persistence.database.DatabaseFailure` if the batch
+    could not be written. Reads no longer pay a read-write transaction and a flush each.
+    Writes append in their own transaction instead (:func:`append`), atomic with the write.
+    """
+
+    def __init__(self, database_url: str, *, max_batch: int = 512) -> None:
+        self.engine = create_async_engine(
+            async_url(database_url),
+            pool_size=1,
+            max_overflow=0,
+            hide_parameters=True,
+            connect_args={"server_settings": {"application_name": "hms-audit"}},
+        )
+        self.max_batch = max_batch
+        self.batches = 0  # transactions written, for tests and metrics
+        self._pending: list[tuple[uuid.UUID, Event, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def append(self, hospital_id: uuid.UUID, event: Event) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Retrieved here too, so a request that left before its batch failed leaves no
+        # "exception never retrieved" behind.
+        done.add_done_callback(lambda f: None if f.cancelled() else f.exception())
+        self._pending.append((hospital_id, event, done))
+        self._wake.set()
+        await asyncio.shield(done)  # a cancelled request leaves its event to be written
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                try:
+                    await self._write(batch)
+                except Exception as error:
+                    failure = classify(error) or DatabaseUnavailable("the audit trail failed")
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_exception(failure)
+                    continue
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _write(self, batch: list[tuple[uuid.UUID, Event, asyncio.Future[None]]]) -> None:
+        by_hospital: dict[uuid.UUID, list[list[Any]]] = {}
+        for hospital_id, event, _ in batch:
+            by_hospital.setdefault(hospital_id, []).append(raw_values(hospital_id, event))
+        async with self.engine.connect() as conn:
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            async with raw.transaction():
+                await raw.execute(f"SELECT set_config('role', '{APP_ROLE}', true)")
+                for hospital_id, rows in by_hospital.items():
+                    await raw.execute(
+                        "SELECT set_config('app.hospital_id', $1, true)", str(hospital_id)
+                    )
+                    await raw.executemany(RAW_APPEND, rows)
+        self.batches += 1
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _, _, done in self._pending:
+            if not done.done():
+                done.set_exception(DatabaseUnavailable("the server is stopping"))
+        await self.engine.dispose()

@@ -64,10 +64,6 @@ _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
 _TIMEOUT_STATES = ("57014", "25P03")
 
 
-#: Given a compiled read's answer (its text and ``ok``): a statement and its values to run in
-#: the same transaction before it commits, or None.
-FollowUp = Callable[[str, bool], tuple[str, Sequence[Any]] | None]
-
 #: Engine -> callables given the text of each statement sent past SQLAlchemy (whose own
 #: statements its events show); tests count statements with them (tests/statements.py).
 OBSERVERS: weakref.WeakKeyDictionary[AsyncEngine, list[Callable[[str], None]]] = (
@@ -322,9 +318,7 @@ class RequestDb:
         row = await self.one_or_none(statement, params)
         return None if row is None else row[0]
 
-    async def fetch_json(
-        self, sql: str, params: Sequence[Any], *, then: FollowUp | None = None
-    ) -> tuple[str, bool]:
+    async def fetch_json(self, sql: str, params: Sequence[Any]) -> tuple[str, bool]:
         """Run a compiled read (``SELECT <data as text>, <ok>``) in a transaction of its own.
 
         The whole request is this one statement, so it needs none of SQLAlchemy: on the pooled
@@ -333,10 +327,7 @@ class RequestDb:
         value in it is ours and checked: a UUID, an integer), a second runs the statement
         (prepared once per connection by asyncpg's cache, planned once per connection with a
         generic plan), a third ends the transaction. The JSON comes back as text. If the
-        interpreted path must answer after all, it opens a transaction of its own. With
-        ``then``, the transaction is read-write: ``then`` is given the answer and may return
-        one more statement and its values (the request's audit event), which runs before the
-        transaction commits.
+        interpreted path must answer after all, it opens a transaction of its own.
         """
         if self.readonly is False:
             raise RuntimeError("compiled reads run in read-only requests only")
@@ -347,7 +338,7 @@ class RequestDb:
                 raise RequestClosed()
             self._holder = asyncio.current_task()
             try:
-                return await self._fetch_json(sql, params, then)
+                return await self._fetch_json(sql, params)
             except Exception as error:
                 failure = self._classify(error)
                 if failure is None:
@@ -358,15 +349,12 @@ class RequestDb:
             finally:
                 self._holder = None
 
-    async def _fetch_json(
-        self, sql: str, params: Sequence[Any], then: FollowUp | None
-    ) -> tuple[str, bool]:
-        writes = then is not None
+    async def _fetch_json(self, sql: str, params: Sequence[Any]) -> tuple[str, bool]:
         tenant = "" if self.hospital_id is None else str(uuid.UUID(str(self.hospital_id)))
         timeout = int(self._timeout_ms())
         begin = (
-            ("BEGIN; SELECT" if writes else "BEGIN READ ONLY; SELECT")
-            + f" set_config('role', '{APP_ROLE}', true),"
+            "BEGIN READ ONLY; SELECT"
+            f" set_config('role', '{APP_ROLE}', true),"
             f" set_config('app.hospital_id', '{tenant}', true),"
             f" set_config('statement_timeout', '{timeout}', true),"
             f" set_config('idle_in_transaction_session_timeout', '{timeout}', true),"
@@ -384,18 +372,11 @@ class RequestDb:
                     if attempt == 1:
                         continue
                     raise
-                done = False
                 try:
                     record = await raw.fetchrow(sql, *params)
-                    follow = None if then is None else then(record[0], record[1])
-                    if follow is not None:
-                        for observe in OBSERVERS.get(self.engine, ()):
-                            observe(follow[0])
-                        await raw.execute(follow[0], *follow[1])
-                    done = True
                 finally:
                     if not raw.is_closed():
-                        await raw.execute("COMMIT" if writes and done else "ROLLBACK")
+                        await raw.execute("ROLLBACK")
                 return record[0], record[1]
             finally:
                 await conn.close()

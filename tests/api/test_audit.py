@@ -27,7 +27,6 @@ from hms.security.tokens import issue
 from tests import fixtures
 from tests.api.writes import make_hospital
 from tests.conftest import SECRET
-from tests.statements import AUDIT
 
 LIST = """
 query Ward { patients(first: 10) { edges { node { id mrn
@@ -151,42 +150,63 @@ def fixtures_foreign(dataset: fixtures.Dataset) -> str:
     return to_global_id("Patient", dataset.beta.patients[0])
 
 
-async def test_a_compiled_read_appends_in_its_own_transaction(
-    app: Starlette, gql: Any, dataset: fixtures.Dataset
+async def test_a_compiled_read_stays_one_read_only_statement(
+    app: Starlette, client: httpx.AsyncClient, dataset: fixtures.Dataset, database_url: str
 ) -> None:
-    """One statement for the answer, and the append before the same transaction commits."""
+    """The answer is one statement; its event goes to the batch writer (a connection of its
+    own) and is committed before the answer leaves."""
     from hms.persistence.database import OBSERVERS
 
     seen: list[str] = []
     observers = OBSERVERS.setdefault(app.state.database.primary, [])
     observers.append(seen.append)
+    subject = caller()
     try:
-        body = await gql(LIST)
+        body = await post(client, dataset.alpha, subject, LIST)
     finally:
         observers.remove(seen.append)
     assert "\\u0001" not in str(body)  # the hidden keys never leave
-    assert len(seen) == 2
+    assert len(seen) == 1
     assert "::text AS data" in seen[0]
-    assert seen[1].startswith(AUDIT)
+    assert len(await events(database_url, subject)) == 1  # already durable
 
 
-async def test_an_interpreted_read_appends_with_one_more_statement(
-    interpreted_app: Starlette, igql: Any
+async def test_concurrent_reads_share_audit_transactions(
+    app: Starlette, client: httpx.AsyncClient, dataset: fixtures.Dataset, database_url: str
 ) -> None:
-    from sqlalchemy import event
+    writer = app.state.audit_writer
+    before = writer.batches
+    subjects = [caller() for _ in range(30)]
+    await asyncio.gather(*(post(client, dataset.alpha, s, LIST) for s in subjects))
+    for subject in subjects:  # each answer came back after its event was committed
+        assert len(await events(database_url, subject)) == 1
+    assert writer.batches - before < 30
 
-    seen: list[str] = []
 
-    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
+async def test_a_read_whose_event_cannot_be_written_is_not_answered(
+    settings: Any, dataset: fixtures.Dataset
+) -> None:
+    from hms.app import create_app
 
-    engine = interpreted_app.state.database.primary.sync_engine
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        await igql(LIST)
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
-    assert sum(s.startswith(AUDIT) for s in seen) == 1
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        writer = app.state.audit_writer
+        await writer.engine.dispose()
+        writer.engine = create_async_engine(
+            "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere", connect_args={"timeout": 1}
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hms.test") as http:
+            bearer = issue(
+                SECRET, subject=caller(), hospital_id=dataset.alpha.id, roles=["clinician"]
+            )
+            response = await http.post(
+                "/graphql", json={"query": LIST}, headers={"Authorization": f"Bearer {bearer}"}
+            )
+    assert response.status_code == 503
+    body = response.json()
+    assert "data" not in body
+    assert body["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
 
 
 async def test_a_write_and_its_event_commit_together(
