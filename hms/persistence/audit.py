@@ -234,11 +234,15 @@ class Writer:
                 del self._pending[: self.max_batch]
                 try:
                     await self._write(batch)
-                except Exception as error:
-                    failure = classify(error) or DatabaseUnavailable("the audit trail failed")
+                except BaseException as error:  # also the writer's own cancellation at stop
+                    failure = (
+                        classify(error) if isinstance(error, Exception) else None
+                    ) or DatabaseUnavailable("the audit trail could not be written")
                     for _, _, done in batch:
                         if not done.done():
                             done.set_exception(failure)
+                    if not isinstance(error, Exception):
+                        raise
                     continue
                 for _, _, done in batch:
                     if not done.done():

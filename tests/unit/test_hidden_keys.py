@@ -1,0 +1,64 @@
+"""The compiled answer's hidden audit keys come out exactly, whatever the values hold."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hms.compiler import take_patients
+from hms.compiler.compile import AUDIT_KEY
+
+# Values as PostgreSQL's row_to_json writes them: any text (control characters, quotes,
+# backslashes, the hidden key's own character), numbers, booleans, null, nested objects.
+values = st.recursive(
+    st.one_of(st.text(), st.integers(), st.booleans(), st.none()),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(min_size=1, max_size=5), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+objects = st.lists(
+    st.tuples(st.booleans(), st.uuids(), st.dictionaries(st.text(max_size=5), values, max_size=3)),
+    max_size=6,
+)
+
+
+def hidden(items: list[tuple[bool, uuid.UUID, dict[str, Any]]]) -> tuple[str, str, set[uuid.UUID]]:
+    """The answer with hidden first keys on the objects that name a patient, without them, and
+    the patients named."""
+    with_keys, without = [], []
+    named = set()
+    for names, patient, fields in items:
+        fields = {k: v for k, v in fields.items() if k != AUDIT_KEY}
+        without.append(fields)
+        if names:
+            with_keys.append({AUDIT_KEY: str(patient), **fields})
+            named.add(patient)
+        else:
+            with_keys.append(fields)
+    return dump({"data": with_keys}), dump({"data": without}), named
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@given(objects)
+def test_hidden_keys_come_out_and_name_their_patients(items: Any) -> None:
+    raw, expected, named = hidden(items)
+    assert take_patients(raw) == (expected, named)
+
+
+def test_an_object_with_only_its_hidden_key_becomes_empty() -> None:
+    pk = uuid.uuid4()
+    assert take_patients(f'{{"a":{{"\\u0001":"{pk}"}}}}') == ('{"a":{}}', {pk})
+
+
+def test_a_value_that_looks_like_the_key_is_left_alone() -> None:
+    answer = json.dumps({"name": '\x01":"' + str(uuid.uuid4())}, separators=(",", ":"))
+    assert take_patients(answer) == (answer, set())
