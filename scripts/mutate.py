@@ -123,13 +123,20 @@ TESTS_FOR: dict[str, tuple[str, ...]] = {
         "tests/property/test_mutation_truth.py",
     ),
     "hms/limits/inputs.py": ("tests/api/test_input_bounds.py", "tests/api/test_logs_phi.py"),
+    "hms/security/policy.py": ("tests/api/test_roles.py", "tests/api/test_audit.py"),
+    "hms/security/oidc.py": ("tests/integration/test_oidc.py",),
+    "hms/persistence/audit.py": ("tests/api/test_audit.py",),
     "hms/schema/scalars.py": (
         "tests/api/test_input_bounds.py",
         "tests/api/test_appointment_mutations.py",
         "tests/api/test_mutations.py",
     ),
     "hms/schema/execution.py": ("tests/api/test_gc.py", "tests/api/test_http.py"),
-    "hms/security/identity.py": ("tests/api/test_identity.py", "tests/api/test_http.py"),
+    "hms/security/identity.py": (
+        "tests/api/test_identity.py",
+        "tests/api/test_http.py",
+        "tests/integration/test_oidc.py",
+    ),
     "hms/loaders/base.py": (
         "tests/integration/test_request_db.py",
         "tests/api/test_request_cleanup.py",

@@ -58,7 +58,6 @@ class KeySet:
         self.config = config
         self.client = client
         self.clock = clock
-        self.fetches = 0
         # kid -> the key and the algorithm its JWK declares (if it does).
         self._keys: dict[str | None, tuple[jwt.PyJWK, str | None]] = {}
         self._fetched_at = -math.inf
@@ -91,7 +90,6 @@ class KeySet:
                 pass  # keep the keys held; the next refresh tries again after the cooldown
 
     async def _fetch(self) -> dict[str | None, tuple[jwt.PyJWK, str | None]]:
-        self.fetches += 1
         url = self.config.jwks_url or await self._discover()
         response = await self.client.get(url, timeout=self.config.timeout)
         response.raise_for_status()

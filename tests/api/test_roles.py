@@ -390,10 +390,42 @@ def test_a_class_some_role_may_not_read_is_only_on_nullable_fields() -> None:
 
 
 def test_security_md_shows_the_policy_the_code_enforces() -> None:
+    """The tables in SECURITY.md are exactly what ``hms policy`` prints: every row, no more."""
     from pathlib import Path
 
     from hms.schema import schema
 
     table = policy.markdown(policy.classes_from_sdl(schema.as_str()))
-    text = (Path(__file__).parents[2] / "SECURITY.md").read_text()
-    assert table in text, "run `hms policy` and paste its tables into SECURITY.md"
+    lines = (Path(__file__).parents[2] / "SECURITY.md").read_text().splitlines()
+    start = lines.index(table.splitlines()[0])
+    block: list[str] = []
+    for line in lines[start:]:
+        if not line.startswith("|") and block and block[-1] == "" and line != "":
+            break
+        block.append(line)
+    shown = "\n".join(block).rstrip("\n") + "\n"
+    assert shown == table, "run `hms policy` and paste its tables into SECURITY.md"
+    assert sum(line.startswith("| `") for line in block) == len(policy.WRITES)  # one per mutation
+
+
+def test_a_mutation_missing_from_the_policy_is_refused_to_everyone() -> None:
+    for role in policy.ROLES:
+        assert not policy.may_write("deleteEverything", {role})
+    assert policy.write_refusal("recordEncounter") == (
+        "Your role may not run recordEncounter (roles that may: clinician)"
+    )
+    assert policy.write_refusal("deleteEverything") == "Your role may not run deleteEverything"
+
+
+async def test_an_inline_fragment_without_a_type_is_walked_too(
+    chart: fixtures.HospitalData, client: httpx.AsyncClient, app: Starlette
+) -> None:
+    query = "query($id: ID!) { patient(id: $id) { id ... @include(if: true) { phone email } } }"
+    with recorded(app.state.database.primary) as statements:
+        response = await post(
+            client, chart, query, {"id": gid("Patient", chart.patients[0])}, "auditor"
+        )
+    body = response.json()
+    assert body["data"]["patient"]["phone"] is None
+    assert sorted(e["path"][-1] for e in body["errors"]) == ["email", "phone"]
+    assert not compiled_statement(statements)  # the compiled path left it to the interpreted

@@ -59,6 +59,7 @@ class Provider:
         ]
         self.jwks_requests = 0
         self.down = False
+        self.claims_issuer: str | None = None  # what the discovery document says, if not us
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -76,12 +77,13 @@ class Provider:
         async def discovery(request: Request) -> Response:
             if self.down:
                 return Response(status_code=503)
-            return JSONResponse({"issuer": self.issuer, "jwks_uri": f"{self.issuer}/certs"})
+            issuer = self.claims_issuer or self.issuer
+            return JSONResponse({"issuer": issuer, "jwks_uri": f"{self.issuer}/certs"})
 
         async def certs(request: Request) -> Response:
             self.jwks_requests += 1
-            if self.down:
-                return Response(status_code=503)
+            if self.down:  # an error page that parses as an empty key set: must not be taken
+                return JSONResponse({"keys": []}, status_code=503)
             return JSONResponse({"keys": self.published})
 
         return Starlette(
@@ -97,7 +99,7 @@ class Provider:
         subject: str = "dr-who",
         *,
         key: Any = None,
-        kid: str = "rsa-1",
+        kid: str | None = "rsa-1",
         algorithm: str = "RS256",
         **claims: Any,
     ) -> str:
@@ -111,7 +113,8 @@ class Provider:
             "exp": now + 300,
             **claims,
         }
-        return jwt.encode(body, key or self.rsa, algorithm=algorithm, headers={"kid": kid})
+        headers = {} if kid is None else {"kid": kid}
+        return jwt.encode(body, key or self.rsa, algorithm=algorithm, headers=headers)
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +137,7 @@ def provider() -> Iterator[Provider]:
 @pytest.fixture
 async def oidc_app(settings: Settings, provider: Provider) -> AsyncIterator[Starlette]:
     provider.down = False
+    provider.claims_issuer = None
     app = create_app(
         settings.with_(
             oidc_issuer=provider.issuer,
@@ -261,8 +265,11 @@ async def test_rotation_fetches_once_and_unknown_key_ids_cannot_flood_the_provid
 ) -> None:
     assert (await ask(oidc_app, provider.token(ward, member))).status_code == 200
     fetched = provider.jwks_requests
-    # Many requests with a known key: no fetch at all.
+    # Many requests with a known key: no fetch at all, also once the cooldown has passed.
     for _ in range(5):
+        assert (await ask(oidc_app, provider.token(ward, member))).status_code == 200
+    await asyncio.sleep(1.1)
+    for _ in range(3):
         assert (await ask(oidc_app, provider.token(ward, member))).status_code == 200
     assert provider.jwks_requests == fetched
     # The provider rotates: rsa-2 replaces rsa-1. Once the cooldown since the last fetch has
@@ -374,3 +381,66 @@ def test_hms_members_adds_lists_and_removes(
     assert "unknown hospital" in said
     with pytest.raises(SystemExit):  # argparse refuses a role the policy does not know
         hms("members", "add", "--hospital", ward.slug, "--subject", "x", "--role", "root")
+
+
+async def test_a_token_signed_by_another_key_under_a_known_kid_is_refused(
+    oidc_app: Starlette, provider: Provider, ward: fixtures.HospitalData, member: str
+) -> None:
+    impostor = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = provider.token(ward, member, key=impostor, kid="rsa-1")
+    refused(await ask(oidc_app, forged), 401, "signature is invalid")
+    refused(await ask(oidc_app, "not.a.token"), 401, "malformed")
+    without_audience = provider.token(ward, member, aud=None)
+    refused(await ask(oidc_app, without_audience), 401, "malformed")
+
+
+async def test_only_signing_keys_the_server_can_use_are_taken(
+    settings: Settings, provider: Provider, ward: fixtures.HospitalData, member: str
+) -> None:
+    """A JWKS may hold encryption keys and key types this server cannot use: they are skipped,
+    never mistaken for signing keys."""
+    encrypting = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    unusable = {"kty": "EC", "crv": "P-999", "x": "AA", "y": "AA", "kid": "odd", "use": "sig"}
+    old = list(provider.published)
+    provider.published = [
+        unusable,
+        {**provider.jwk(encrypting, "enc-1"), "use": "enc"},
+        *old,
+    ]
+    app = create_app(settings.with_(oidc_issuer=provider.issuer, oidc_audience=AUDIENCE))
+    try:
+        async with app.router.lifespan_context(app):
+            assert (await ask(app, provider.token(ward, member))).status_code == 200
+            sealed = provider.token(ward, member, key=encrypting, kid="enc-1")
+            refused(await ask(app, sealed), 401, "does not publish")
+    finally:
+        provider.published = old
+
+
+async def test_a_token_without_kid_uses_the_only_key_and_no_other(
+    settings: Settings, provider: Provider, ward: fixtures.HospitalData, member: str
+) -> None:
+    old = list(provider.published)
+    try:
+        provider.published = [provider.jwk(provider.rsa, "rsa-1")]
+        app = create_app(settings.with_(oidc_issuer=provider.issuer, oidc_audience=AUDIENCE))
+        async with app.router.lifespan_context(app):
+            assert (await ask(app, provider.token(ward, member, kid=None))).status_code == 200
+        provider.published = old  # two keys: which one would it be?
+        app = create_app(settings.with_(oidc_issuer=provider.issuer, oidc_audience=AUDIENCE))
+        async with app.router.lifespan_context(app):
+            refused(await ask(app, provider.token(ward, member, kid=None)), 401, "not publish")
+    finally:
+        provider.published = old
+
+
+async def test_a_discovery_document_of_another_issuer_is_not_trusted(
+    settings: Settings, provider: Provider, ward: fixtures.HospitalData, member: str
+) -> None:
+    provider.claims_issuer = "https://evil.example.net/realms/hospital"
+    try:
+        app = create_app(settings.with_(oidc_issuer=provider.issuer, oidc_audience=AUDIENCE))
+        async with app.router.lifespan_context(app):
+            refused(await ask(app, provider.token(ward, member)), 401, "does not publish")
+    finally:
+        provider.claims_issuer = None
