@@ -75,14 +75,12 @@ class Provider:
 
     def app(self) -> Starlette:
         async def discovery(request: Request) -> Response:
-            if self.down:
-                return Response(status_code=503)
             issuer = self.claims_issuer or self.issuer
             return JSONResponse({"issuer": issuer, "jwks_uri": f"{self.issuer}/certs"})
 
         async def certs(request: Request) -> Response:
             self.jwks_requests += 1
-            if self.down:  # an error page that parses as an empty key set: must not be taken
+            if self.down:  # the key set fails with a page that parses as an empty key set
                 return JSONResponse({"keys": []}, status_code=503)
             return JSONResponse({"keys": self.published})
 
@@ -301,8 +299,13 @@ async def test_keys_held_keep_working_while_the_provider_is_down(
     provider.down = True
     try:
         assert (await ask(oidc_app, provider.token(ward, member))).status_code == 200
+        await asyncio.sleep(1.1)  # past the cooldown: an unknown kid makes it try the provider
+        fetched = provider.jwks_requests
         unknown = await ask(oidc_app, provider.token(ward, member, kid="rsa-9"))
         refused(unknown, 401, "does not publish")  # a clear 401, not a 5xx
+        assert provider.jwks_requests == fetched + 1
+        # Its error page parsed as an empty key set; the keys held are still the keys.
+        assert (await ask(oidc_app, provider.token(ward, member))).status_code == 200
     finally:
         provider.down = False
 
