@@ -1,4 +1,5 @@
-"""Audit events: append-only, hash-chained per hospital by a sealer, under RLS.
+"""Audit events: append-only, hash-chained per hospital by a sealer, under RLS, and indexed
+by patient.
 
 Revision ID: 0005
 Revises: 0004
@@ -11,9 +12,11 @@ wait for each other. ``audit_seal_all()`` (run every second by each app worker, 
 hospital's ``audit_head`` row while it does. The app role may only INSERT and SELECT events
 and run the sealer; an insert cannot carry a seal of its own; UPDATE (other than sealing an
 unsealed event), DELETE and TRUNCATE are refused by triggers as well, so only a superuser who
-disables them can change the trail, and ``hms audit verify`` then finds the change. The
-canonical text is also written in hms/persistence/audit.py (CANONICAL); a test checks that
-the two agree.
+disables them can change the trail, and ``hms audit verify`` then finds the change. The sealer
+also fills ``audit_patient`` (patient -> event), so "who viewed this patient" is a btree range
+while a request's append stays one narrow insert (a GIN index on the events' id arrays cost
+inserts about 40 %). The canonical text is also written in hms/persistence/audit.py
+(CANONICAL); a test checks that the two agree.
 """
 
 from collections.abc import Sequence
@@ -86,6 +89,46 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("hash IS NULL"),
     )
+    # Which sealed events name which patient ("who viewed this patient"): filled by the
+    # sealer, not by requests, so a request's append stays one narrow insert.
+    op.create_table(
+        "audit_patient",
+        sa.Column("hospital_id", sa.UUID(), nullable=False),
+        sa.Column("patient_id", sa.UUID(), nullable=False),
+        sa.Column("event_id", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["hospital_id", "event_id"],
+            ["audit_event.hospital_id", "audit_event.id"],
+            name=op.f("fk_audit_patient_hospital_id_audit_event"),
+        ),
+        sa.PrimaryKeyConstraint(
+            "hospital_id", "patient_id", "event_id", name=op.f("pk_audit_patient")
+        ),
+    )
+    op.execute(
+        """
+        CREATE FUNCTION audit_index_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          RAISE EXCEPTION 'audit_patient is append-only: % refused', TG_OP
+            USING ERRCODE = 'insufficient_privilege';
+        END $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER audit_patient_append_only BEFORE UPDATE OR DELETE ON audit_patient"
+        " FOR EACH ROW EXECUTE FUNCTION audit_index_refuse()"
+    )
+    op.execute(
+        "CREATE TRIGGER audit_patient_no_truncate BEFORE TRUNCATE ON audit_patient"
+        " FOR EACH STATEMENT EXECUTE FUNCTION audit_index_refuse()"
+    )
+    op.execute(f"GRANT SELECT ON audit_patient TO {APP_ROLE}")
+    op.execute("ALTER TABLE audit_patient ENABLE ROW LEVEL SECURITY")
+    op.execute("ALTER TABLE audit_patient FORCE ROW LEVEL SECURITY")
+    op.execute(
+        "CREATE POLICY tenant_isolation ON audit_patient "
+        f"USING (hospital_id = {CURRENT_HOSPITAL}) WITH CHECK (hospital_id = {CURRENT_HOSPITAL})"
+    )
     # An insert is an unsealed event of now: it cannot bring its own time, place or seal.
     op.execute(
         """
@@ -157,6 +200,8 @@ def upgrade() -> None:
             e.hash := sha256(head.hash || convert_to({CANONICAL.format(r="e")}, 'UTF8'));
             UPDATE audit_event SET seq = e.seq, prev_hash = e.prev_hash, hash = e.hash
               WHERE hospital_id = h AND id = e.id;
+            INSERT INTO audit_patient (hospital_id, patient_id, event_id)
+              SELECT h, p, e.id FROM unnest(e.patient_ids) AS p ON CONFLICT DO NOTHING;
             head.seq := e.seq;
             head.hash := e.hash;
             sealed := sealed + 1;
@@ -201,6 +246,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP FUNCTION audit_seal_all()")
     op.execute("DROP FUNCTION audit_seal(uuid)")
+    op.drop_table("audit_patient")
+    op.execute("DROP FUNCTION audit_index_refuse()")
     op.drop_table("audit_event")
     op.drop_table("audit_head")
     op.execute("DROP FUNCTION audit_refuse()")
