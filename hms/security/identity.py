@@ -20,7 +20,8 @@ import datetime as dt
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any
 
 from hms.context import Principal
 from hms.persistence import hospitals, memberships
@@ -31,6 +32,43 @@ from hms.security.tokens import ROLES, AuthError, bearer, principal, verify
 
 class Denied(Exception):
     """The caller is who the token says, but may not act in that hospital (answered 403)."""
+
+
+class Expiring:
+    """A bounded map whose answers expire (least recently used dropped first)."""
+
+    def __init__(self, size: int, clock: Callable[[], float]) -> None:
+        self.size = size
+        self.clock = clock
+        self._items: OrderedDict[Hashable, tuple[Any, float]] = OrderedDict()
+
+    def get(self, key: Hashable) -> tuple[bool, Any]:
+        """(True, value) while ``key``'s answer is fresh, else (False, None)."""
+        item = self._items.get(key)
+        if item is None or item[1] <= self.clock():
+            return False, None
+        self._items.move_to_end(key)
+        return True, item[0]
+
+    def put(self, key: Hashable, value: Any, ttl: float) -> None:
+        self._items[key] = (value, self.clock() + ttl)
+        self._items.move_to_end(key)
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def forget(self, key: Hashable) -> None:
+        self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Hashable]:
+        """The keys, least recently used first."""
+        return iter(self._items)
+
+    def __reversed__(self) -> Iterator[Hashable]:
+        keys: Iterator[Hashable] = reversed(self._items)
+        return keys
 
 
 class Tenants:
@@ -47,28 +85,22 @@ class Tenants:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.database = database
-        self.clock = clock
         self.found_ttl = found_ttl
         self.missing_ttl = missing_ttl
-        self.size = size
         self.timeout = timeout
-        self._known: OrderedDict[uuid.UUID, tuple[bool, float]] = OrderedDict()
+        self._known = Expiring(size, clock)
 
     async def exists(self, hospital_id: uuid.UUID) -> bool:
-        now = self.clock()
-        known = self._known.get(hospital_id)
-        if known is not None and known[1] > now:
-            return known[0]
+        fresh, known = self._known.get(hospital_id)
+        if fresh:
+            return bool(known)
         # The primary: a hospital created a moment ago may not have reached a replica yet.
         db = self.database.request(hospital_id, readonly=True, timeout=self.timeout, replica=False)
         try:
             found = await hospitals.visible(db)
         finally:
             await db.close()
-        self._known[hospital_id] = (found, now + (self.found_ttl if found else self.missing_ttl))
-        self._known.move_to_end(hospital_id)
-        if len(self._known) > self.size:
-            self._known.popitem(last=False)
+        self._known.put(hospital_id, found, self.found_ttl if found else self.missing_ttl)
         return found
 
 
@@ -103,32 +135,26 @@ class Memberships:
         self.database = database
         self.ttl = ttl
         self.missing_ttl = missing_ttl
-        self.size = size
         self.timeout = timeout
-        self.clock = clock
-        self._known: OrderedDict[tuple[uuid.UUID, str], tuple[frozenset[str] | None, float]]
-        self._known = OrderedDict()
+        self._known = Expiring(size, clock)
 
     async def roles(self, hospital_id: uuid.UUID, subject: str) -> frozenset[str] | None:
         """The roles ``subject`` holds in ``hospital_id``, or None if not a member."""
         key = (hospital_id, subject)
-        now = self.clock()
-        known = self._known.get(key)
-        if known is not None and known[1] > now:
-            return known[0]
+        fresh, known = self._known.get(key)
+        if fresh:
+            held: frozenset[str] | None = known
+            return held
         db = self.database.request(hospital_id, readonly=True, timeout=self.timeout, replica=False)
         try:
             held = await memberships.roles_of(db, subject)
         finally:
             await db.close()
-        self._known[key] = (held, now + (self.ttl if held is not None else self.missing_ttl))
-        self._known.move_to_end(key)
-        if len(self._known) > self.size:
-            self._known.popitem(last=False)
+        self._known.put(key, held, self.ttl if held is not None else self.missing_ttl)
         return held
 
     def forget(self, hospital_id: uuid.UUID, subject: str) -> None:
-        self._known.pop((hospital_id, subject), None)
+        self._known.forget((hospital_id, subject))
 
 
 class OidcAuthenticator:

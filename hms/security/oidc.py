@@ -24,11 +24,8 @@ from typing import Any
 import httpx
 import jwt
 
-from hms.security.tokens import AuthError
+from hms.security.tokens import AuthError, decoded
 from hms.settings import OIDC_ALGORITHMS
-
-#: Asymmetric algorithms only.
-ALGORITHMS = OIDC_ALGORITHMS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +122,7 @@ class OidcVerifier:
     def __init__(self, config: OidcConfig, keys: KeySet) -> None:
         self.config = config
         self.keys = keys
-        self.algorithms = frozenset(config.algorithms) & ALGORITHMS
+        self.algorithms = frozenset(config.algorithms) & OIDC_ALGORITHMS
 
     async def claims(self, token: str) -> dict[str, Any]:
         """The verified claims of ``token``, or :class:`AuthError` (safe to show the client)."""
@@ -140,8 +137,8 @@ class OidcVerifier:
         key, declared = await self.keys.key(kid if isinstance(kid, str) else None)
         if declared is not None and declared != algorithm:
             raise AuthError("token algorithm does not match its key")
-        try:
-            claims: dict[str, Any] = jwt.decode(
+        return decoded(
+            lambda: jwt.decode(
                 token,
                 key.key,
                 algorithms=[algorithm],
@@ -150,16 +147,4 @@ class OidcVerifier:
                 leeway=self.config.leeway,
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
-        except jwt.ExpiredSignatureError:
-            raise AuthError("token expired") from None
-        except jwt.InvalidAudienceError:
-            raise AuthError("token is for another audience") from None
-        except jwt.InvalidIssuerError:
-            raise AuthError("token is from another issuer") from None
-        except jwt.ImmatureSignatureError:
-            raise AuthError("token is not valid yet (iat or nbf in the future)") from None
-        except jwt.InvalidSignatureError:
-            raise AuthError("token signature is invalid") from None
-        except jwt.PyJWTError:
-            raise AuthError("token is malformed") from None
-        return claims
+        )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jwt
@@ -63,23 +63,35 @@ def issue(
 
 
 def verify(secret: str, token: str, *, max_lifetime: dt.timedelta = MAX_LIFETIME) -> Principal:
-    try:
-        claims = jwt.decode(
+    claims = decoded(
+        lambda: jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
             options={"require": ["exp", "iat", "sub"]},
             leeway=LEEWAY,
         )
+    )
+    return principal(claims, max_lifetime=max_lifetime)
+
+
+def decoded(decode: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The claims ``decode`` (a ``jwt.decode`` call) returns; its failures as :class:`AuthError`
+    with a reason safe to show the client. One mapping for shared-secret and OIDC tokens."""
+    try:
+        return decode()
     except jwt.ExpiredSignatureError:
         raise AuthError("token expired") from None
-    except jwt.InvalidSignatureError:
-        raise AuthError("token signature is invalid") from None
+    except jwt.InvalidAudienceError:
+        raise AuthError("token is for another audience") from None
+    except jwt.InvalidIssuerError:
+        raise AuthError("token is from another issuer") from None
     except jwt.ImmatureSignatureError:
         raise AuthError("token is not valid yet (iat or nbf in the future)") from None
+    except jwt.InvalidSignatureError:
+        raise AuthError("token signature is invalid") from None
     except jwt.PyJWTError:
         raise AuthError("token is malformed") from None
-    return principal(claims, max_lifetime=max_lifetime)
 
 
 def principal(claims: dict[str, Any], *, max_lifetime: dt.timedelta) -> Principal:
