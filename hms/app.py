@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
-from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,8 +25,7 @@ from hms.http.health import healthz, metrics, readyz
 from hms.limits.budget import MemoryBudgets, RedisBudgets
 from hms.observability.metrics import Metrics
 from hms.persistence import audit, hospitals
-from hms.persistence.database import Database
-from hms.persistence.urls import async_url
+from hms.persistence.database import Database, side_engine
 from hms.pipeline import Pipeline
 from hms.schema import schema
 from hms.security.identity import Authenticator, Memberships, OidcAuthenticator, Tenants
@@ -43,13 +41,7 @@ async def _seal_every(database_url: str, seconds: float) -> None:
 
     On a connection of its own, so it never takes one from the requests' pool.
     """
-    engine = create_async_engine(
-        async_url(database_url),
-        pool_size=1,
-        max_overflow=0,
-        hide_parameters=True,
-        connect_args={"server_settings": {"application_name": "hms-sealer"}},
-    )
+    engine = side_engine(database_url, "hms-sealer")
     try:
         while True:
             await asyncio.sleep(seconds)

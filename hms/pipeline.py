@@ -660,7 +660,7 @@ class Pipeline:
             roles=sorted(principal.roles),
             client=principal.client,
             operation_type=operation.operation.value,
-            operation_name=operation.name.value if operation.name else None,
+            operation_name=name,
             patient_ids=sorted(touched),
             field_classes=classes,
             outcome="partial" if partial else "ok",

@@ -19,11 +19,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hms.models.tables import audit_event, audit_patient
-from hms.persistence.database import APP_ROLE, DatabaseUnavailable, RequestDb, classify
-from hms.persistence.urls import async_url
+from hms.persistence.database import (
+    APP_ROLE,
+    DatabaseUnavailable,
+    RequestDb,
+    classify,
+    side_engine,
+)
 
 #: The text each hash covers (the same expression as the trigger of migration 0005).
 CANONICAL = """concat_ws('|', {r}.hospital_id::text, {r}.id::text, {r}.seq::text,
@@ -201,13 +206,7 @@ class Writer:
     """
 
     def __init__(self, database_url: str, *, max_batch: int = 512) -> None:
-        self.engine = create_async_engine(
-            async_url(database_url),
-            pool_size=1,
-            max_overflow=0,
-            hide_parameters=True,
-            connect_args={"server_settings": {"application_name": "hms-audit"}},
-        )
+        self.engine = side_engine(database_url, "hms-audit")
         self.max_batch = max_batch
         self.batches = 0  # transactions written, for tests and metrics
         self._pending: list[tuple[uuid.UUID, Event, asyncio.Future[None]]] = []

@@ -146,6 +146,18 @@ def _engine(url: str, settings: Settings) -> AsyncEngine:
     )
 
 
+def side_engine(url: str, application_name: str) -> AsyncEngine:
+    """One connection for a worker's background duty (the audit writer, the sealer), so it
+    never takes one from the requests' pool; named, so operators can tell it apart."""
+    return create_async_engine(
+        async_url(url),
+        pool_size=1,
+        max_overflow=0,
+        hide_parameters=True,
+        connect_args={"server_settings": {"application_name": application_name}},
+    )
+
+
 class Database:
     """The long-lived engines, owned by the app's lifespan: a primary and optional replicas."""
 

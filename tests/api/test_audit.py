@@ -9,8 +9,10 @@ append-only for the app and for the owner (triggers), chained per hospital, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -22,11 +24,13 @@ from starlette.applications import Starlette
 from hms import cli
 from hms.persistence import audit
 from hms.persistence.urls import async_url
-from hms.resolvers.relay import from_global_id
+from hms.resolvers.relay import from_global_id, to_global_id
 from hms.security.tokens import issue
 from tests import fixtures
 from tests.api.writes import make_hospital
 from tests.conftest import SECRET
+
+Verify = Callable[[str], Awaitable[tuple[int, str]]]
 
 LIST = """
 query Ward { patients(first: 10) { edges { node { id mrn
@@ -137,17 +141,11 @@ async def test_an_operation_that_touches_no_patient_leaves_no_event(
         "{ patientStats { total } viewer { userId } }",
         "{ practitioners(first: 3) { edges { node { id familyName } } } }",
         "{ patients(first: 3) { totalCount } }",
-        f'{{ patient(id: "{fixtures_foreign(dataset)}") {{ id mrn }} }}',  # another hospital's
+        f'{{ patient(id: "{to_global_id("Patient", dataset.beta.patients[0])}") {{ id mrn }} }}',
     ):
         body = await post(http, dataset.alpha, subject, query)
         assert "errors" not in body, body
     assert await events(database_url, subject) == []
-
-
-def fixtures_foreign(dataset: fixtures.Dataset) -> str:
-    from hms.resolvers.relay import to_global_id
-
-    return to_global_id("Patient", dataset.beta.patients[0])
 
 
 async def test_a_compiled_read_stays_one_read_only_statement(
@@ -269,20 +267,24 @@ async def test_the_trail_is_append_only(
         await conn.close()
 
 
-async def hms_verify(database_url: str, slug: str) -> tuple[int, str]:
-    def run() -> tuple[int, str]:
-        import contextlib
-        import io
-        import os
+@pytest.fixture
+def hms_verify(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str], Awaitable[tuple[int, str]]]:
+    """``hms audit verify --hospital SLUG``, its exit code and what it said."""
+    monkeypatch.setenv("HMS_DATABASE_URL", database_url)
+    monkeypatch.setenv("HMS_JWT_SECRET", SECRET)
 
-        os.environ["HMS_DATABASE_URL"] = database_url
-        os.environ["HMS_JWT_SECRET"] = SECRET
+    def run(slug: str) -> tuple[int, str]:
         out = io.StringIO()
         with contextlib.redirect_stderr(out), contextlib.redirect_stdout(out):
             code = cli.main(["audit", "verify", "--hospital", slug])
         return code, out.getvalue()
 
-    return await asyncio.to_thread(run)
+    async def verify(slug: str) -> tuple[int, str]:
+        return await asyncio.to_thread(run, slug)
+
+    return verify
 
 
 @pytest.fixture
@@ -311,14 +313,14 @@ async def tampered(
 
 
 async def test_verify_finds_a_clean_chain_intact(
-    tampered: tuple[fixtures.HospitalData, asyncpg.Connection], database_url: str
+    tampered: tuple[fixtures.HospitalData, asyncpg.Connection], hms_verify: Verify
 ) -> None:
     hospital, conn = tampered
     seqs = [r[0] for r in await conn.fetch(
         "SELECT seq FROM audit_event WHERE hospital_id = $1 ORDER BY seq", hospital.id
     )]  # fmt: skip
     assert seqs == list(range(1, 13))  # twelve concurrent appends, one chain, no gaps
-    code, said = await hms_verify(database_url, hospital.slug)
+    code, said = await hms_verify(hospital.slug)
     assert code == 0, said
     assert "12 events, chain intact" in said
 
@@ -342,7 +344,7 @@ DELETE = (
 )  # fmt: skip
 async def test_verify_finds_what_a_superuser_changed_around_the_triggers(
     tampered: tuple[fixtures.HospitalData, asyncpg.Connection],
-    database_url: str,
+    hms_verify: Verify,
     edit: str,
     words: str,
 ) -> None:
@@ -353,7 +355,7 @@ async def test_verify_finds_what_a_superuser_changed_around_the_triggers(
         await conn.execute(edit, hospital.id)
         await conn.execute("ALTER TABLE audit_patient ENABLE TRIGGER audit_patient_append_only")
         await conn.execute("ALTER TABLE audit_event ENABLE TRIGGER audit_event_append_only")
-    code, said = await hms_verify(database_url, hospital.slug)
+    code, said = await hms_verify(hospital.slug)
     assert code == 1
     assert "BROKEN" in said
     assert words in said
@@ -432,8 +434,6 @@ query Trail($id: ID!, $first: Int, $after: String) {
 async def test_auditors_see_who_viewed_a_patient_newest_first(
     client: httpx.AsyncClient, clinic: fixtures.HospitalData, database_url: str
 ) -> None:
-    from hms.resolvers.relay import to_global_id
-
     patient = to_global_id("Patient", clinic.patients[0])
     viewers = [caller() for _ in range(3)]
     for subject in viewers:
@@ -469,8 +469,6 @@ async def test_auditors_see_who_viewed_a_patient_newest_first(
 async def test_only_auditors_and_administrators_read_the_trail(
     client: httpx.AsyncClient, clinic: fixtures.HospitalData, roles: tuple[str, ...]
 ) -> None:
-    from hms.resolvers.relay import to_global_id
-
     body = await post(
         client, clinic, caller(), TRAIL, {"id": to_global_id("Patient", clinic.patients[0])},
         roles=roles,
@@ -483,8 +481,6 @@ async def test_only_auditors_and_administrators_read_the_trail(
 async def test_the_trail_refuses_bad_arguments_and_shows_no_other_hospital(
     client: httpx.AsyncClient, clinic: fixtures.HospitalData, dataset: fixtures.Dataset
 ) -> None:
-    from hms.resolvers.relay import to_global_id
-
     mine = to_global_id("Patient", clinic.patients[0])
     for variables, words in (
         ({"id": mine, "after": "bm90LWEtY3Vyc29y"}, "Invalid cursor"),
