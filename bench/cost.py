@@ -55,7 +55,6 @@ from hms.limits.budget import Rate, RedisBudgets
 from hms.limits.cost import CostModel, rules_from_sdl
 from hms.resolvers.relay import to_global_id
 from hms.schema import schema
-from hms.security.tokens import issue
 from hms.settings import Settings
 
 REDIS = "redis://127.0.0.1:6379/0"
@@ -378,10 +377,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    secret = secrets.token_urlsafe(32)
-    seed = scratch.prepare(args.database_url, args.profile, secret, reseed=False)
-    target = asyncio.run(scratch.target(seed.url))
-    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["clinician"])
+    ready = scratch.setup(args.database_url, args.profile)
+    secret, seed, target, token = ready.secret, ready.seed, ready.target, ready.token
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = child_env(seed.url, secret, **server_env())

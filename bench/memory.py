@@ -13,10 +13,7 @@ against the same database; run the two alternately (A, B, A, B) on an idle machi
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
-import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,7 +27,6 @@ import psutil
 from bench import report, scratch
 from bench.run import DEFAULT_SERVER, NESTED, NESTED_N, ROOT, _free_port, _wait_healthy
 from bench.scratch import child_env, say
-from hms.security.tokens import issue
 
 MIB = 1024 * 1024
 
@@ -131,12 +127,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    if shutil.which("hey") is None:
-        raise SystemExit("needs hey (Debian: apt-get install hey)")
-    secret = secrets.token_urlsafe(32)
-    seed = scratch.prepare(args.database_url, args.profile, secret, reseed=False)
-    target = asyncio.run(scratch.target(seed.url))
-    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["clinician"])
+    ready = scratch.setup(args.database_url, args.profile, needs_hey=True)
+    secret, seed, token = ready.secret, ready.seed, ready.token
     checkouts = [("this", ROOT)]
     if args.checkout is not None:
         checkouts.append((args.checkout.name, args.checkout.resolve()))

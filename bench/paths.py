@@ -18,9 +18,6 @@ transaction's end, i.e. three more round trips).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,7 +42,6 @@ from bench.run import (
 )
 from bench.scratch import child_env, say
 from hms.resolvers.relay import to_global_id
-from hms.security.tokens import issue
 
 MODES = ("compiled", "interpreted", "floor")
 JSON = "application/json"
@@ -146,12 +142,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    if shutil.which("hey") is None:
-        raise SystemExit("needs hey (Debian: apt-get install hey)")
-    secret = secrets.token_urlsafe(32)
-    seed = scratch.prepare(args.database_url, args.profile, secret, reseed=False)
-    target = asyncio.run(scratch.target(seed.url))
-    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["clinician"])
+    ready = scratch.setup(args.database_url, args.profile, needs_hey=True)
+    secret, seed, target, token = ready.secret, ready.seed, ready.target, ready.token
     nested = orjson.dumps({"query": NESTED, "variables": {"n": NESTED_N}})
     one = orjson.dumps(
         {"query": PATIENT, "variables": {"id": to_global_id("Patient", target.patient_ids[0])}}

@@ -26,7 +26,6 @@ import hashlib
 import random
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -230,12 +229,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    if shutil.which("hey") is None:
-        raise SystemExit("needs hey (Debian: apt-get install hey)")
-    secret = secrets.token_urlsafe(32)
-    seed = scratch.prepare(args.database_url, args.profile, secret, reseed=False)
-    target = asyncio.run(scratch.target(seed.url))
-    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["clinician"])
+    ready = scratch.setup(args.database_url, args.profile, needs_hey=True)
+    secret, seed, target, token = ready.secret, ready.seed, ready.target, ready.token
     env = child_env(seed.url, secret, HMS_ENV="prod", HMS_REDIS_URL=args.redis_url)
     manifest = ROOT / "documents" / "manifest.json"
     subprocess.run(

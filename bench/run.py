@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import secrets
 import signal
 import socket
 import subprocess
@@ -35,7 +34,6 @@ from bench import load, report, scratch
 from bench.scratch import child_env, dsn, say
 from hms.app import create_app
 from hms.resolvers.relay import to_global_id
-from hms.security.tokens import issue
 from hms.settings import Settings
 from tests.statements import recorded
 
@@ -266,10 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     signal.signal(signal.SIGTERM, _terminate)
     admin_dsn = dsn(args.database_url, "postgres")
-    secret = secrets.token_urlsafe(32)
-    seed = scratch.prepare(args.database_url, args.profile, secret, reseed=args.reseed)
-    target = asyncio.run(scratch.target(seed.url))
-    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["clinician"])
+    ready = scratch.setup(args.database_url, args.profile, reseed=args.reseed)
+    secret, seed, target, token = ready.secret, ready.seed, ready.target, ready.token
     work = workloads(target)
     statements = uvloop.run(count_statements(seed.url, secret, token, work))
     port = _free_port()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +21,8 @@ import uuid
 from collections.abc import Sequence
 
 import asyncpg
+
+from hms.security.tokens import issue
 
 #: name -> (hospitals, patients per hospital) for ``hms seed``.
 PROFILES = {"small": (2, 5_000), "medium": (2, 50_000), "large": (4, 250_000)}
@@ -174,3 +178,24 @@ async def target(url: str) -> Target:
     finally:
         await conn.close()
     return Target(hospital["slug"], hospital["id"], [row["id"] for row in rows])
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What every bench starts from: a fresh secret, the seeded database, whom the load acts
+    as, and a clinician's token (the role that reads every field, so documents compile)."""
+
+    secret: str
+    seed: Seed
+    target: Target
+    token: str
+
+
+def setup(server: str, profile: str, *, reseed: bool = False, needs_hey: bool = False) -> Setup:
+    if needs_hey and shutil.which("hey") is None:
+        raise SystemExit("needs hey (Debian: apt-get install hey)")
+    secret = secrets.token_urlsafe(32)
+    seed = prepare(server, profile, secret, reseed=reseed)
+    found = asyncio.run(target(seed.url))
+    token = issue(secret, subject="bench", hospital_id=found.hospital_id, roles=["clinician"])
+    return Setup(secret, seed, found, token)

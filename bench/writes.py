@@ -16,7 +16,6 @@ import collections
 import dataclasses
 import datetime as dt
 import random
-import secrets
 import signal
 import sys
 import time
@@ -33,7 +32,6 @@ from bench import load, scratch
 from bench.run import DEFAULT_SERVER, _free_port, _seconds, _terminate, server_command, serving
 from bench.scratch import child_env, say
 from hms.resolvers.relay import to_global_id
-from hms.security.tokens import issue
 
 PRACTITIONERS = 4
 SLOTS_PER_DAY = 16  # 30-minute slots, 08:00-16:00
@@ -228,10 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.add_argument("--database-url", default=DEFAULT_SERVER)
     args = cli.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    secret = secrets.token_urlsafe(32)
-    seed = scratch.prepare(args.database_url, args.profile, secret, reseed=False)
-    target = asyncio.run(scratch.target(seed.url))
-    token = issue(secret, subject="bench", hospital_id=target.hospital_id, roles=["clinician"])
+    ready = scratch.setup(args.database_url, args.profile)
+    secret, seed, target, token = ready.secret, ready.seed, ready.target, ready.token
     the_desk = asyncio.run(desk(seed.url, target.hospital_id))
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
