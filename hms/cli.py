@@ -393,30 +393,31 @@ async def _with_engine(database_url: str, work: Any) -> Any:
         await engine.dispose()
 
 
-def _hospital_of(settings: Settings, slug: str) -> uuid.UUID | None:
-    assert settings.database_url is not None
-    found = dict(asyncio.run(_hospital_rows(settings.database_url)))
+def _in_hospital(settings: Settings, slug: str) -> tuple[str, uuid.UUID] | None:
+    """The resolved database URL and the id of hospital ``slug``; None (said why) if unknown."""
+    url = resolve(settings).database_url
+    assert url is not None
+    found = dict(asyncio.run(_hospital_rows(url)))
     if slug not in found:
         known = ", ".join(sorted(found)) or "none (run hms seed)"
         _say(f"unknown hospital {slug!r}; known: {known}")
         return None
-    return found[slug]
+    return url, found[slug]
 
 
 def cmd_members_add(settings: Settings, args: argparse.Namespace) -> int:
     from hms.persistence import memberships
 
-    settings = resolve(settings)
-    assert settings.database_url is not None
-    hospital_id = _hospital_of(settings, args.hospital)
-    if hospital_id is None:
+    found = _in_hospital(settings, args.hospital)
+    if found is None:
         return 2
+    url, hospital_id = found
     if not 0 < len(args.subject) <= 255:
         _say("--subject must be 1 to 255 characters (the token's sub claim)")
         return 2
     asyncio.run(
         _with_engine(
-            settings.database_url,
+            url,
             lambda engine: memberships.put_as_owner(engine, hospital_id, args.subject, args.role),
         )
     )
@@ -430,14 +431,13 @@ def cmd_members_add(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_members_remove(settings: Settings, args: argparse.Namespace) -> int:
     from hms.persistence import memberships
 
-    settings = resolve(settings)
-    assert settings.database_url is not None
-    hospital_id = _hospital_of(settings, args.hospital)
-    if hospital_id is None:
+    found = _in_hospital(settings, args.hospital)
+    if found is None:
         return 2
+    url, hospital_id = found
     removed = asyncio.run(
         _with_engine(
-            settings.database_url,
+            url,
             lambda engine: memberships.remove_as_owner(engine, hospital_id, args.subject),
         )
     )
@@ -454,14 +454,13 @@ def cmd_members_remove(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_members_list(settings: Settings, args: argparse.Namespace) -> int:
     from hms.persistence import memberships
 
-    settings = resolve(settings)
-    assert settings.database_url is not None
-    hospital_id = _hospital_of(settings, args.hospital)
-    if hospital_id is None:
+    found = _in_hospital(settings, args.hospital)
+    if found is None:
         return 2
+    url, hospital_id = found
     rows = asyncio.run(
         _with_engine(
-            settings.database_url,
+            url,
             lambda engine: memberships.all_as_owner(engine, hospital_id),
         )
     )
