@@ -61,8 +61,6 @@ ROOT_FIELDS = frozenset(
 )
 
 
-#: The column holding the patient whose data an object of each type is (for the audit event).
-PATIENT_OF = {"Patient": "id", "Appointment": "patient_id", "Encounter": "patient_id"}
 #: The response key that carries it inside the statement's text: U+0001 is never part of a
 #: GraphQL name, and in JSON text ``"\u0001":"`` can only open this key (a string value is
 #: never followed by ':', and a quote inside a string is escaped).
@@ -331,7 +329,7 @@ class _Compiler:
         """The JSON object of the row ``t`` of ``type_name`` for the selection in ``details``."""
         mapping = OBJECTS[type_name]
         pairs = []
-        patient = PATIENT_OF.get(type_name)
+        patient = mapping.patient
         if patient is not None and (type_name == "Patient" or not self.within_patient):
             # Whose data this object is, for the audit event: a hidden first key, taken out of
             # the answer before it leaves (hms.compiler.take_patients).

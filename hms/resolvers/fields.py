@@ -63,6 +63,8 @@ FieldMap = Leaf | ToOne | Children
 class ObjectMap:
     table: Table
     fields: dict[str, FieldMap]
+    #: The column naming the patient whose data a row is (for the audit trail), if any.
+    patient: str | None = None
 
 
 # Cursor scopes of nested connections (the root ones depend on their order; see lists.py).
@@ -108,6 +110,7 @@ OBJECTS: dict[str, ObjectMap] = {
                 encounters.ENCOUNTERS,
             ),
         },
+        patient="id",
     ),
     "Practitioner": ObjectMap(
         practitioner,
@@ -141,6 +144,7 @@ OBJECTS: dict[str, ObjectMap] = {
             "patient": ToOne("Patient", "patient_id"),
             "practitioner": ToOne("Practitioner", "practitioner_id"),
         },
+        patient="patient_id",
     ),
     "Encounter": ObjectMap(
         encounter,
@@ -158,6 +162,7 @@ OBJECTS: dict[str, ObjectMap] = {
             "practitioner": ToOne("Practitioner", "practitioner_id"),
             "appointment": ToOne("Appointment", "appointment_id"),
         },
+        patient="patient_id",
     ),
 }
 

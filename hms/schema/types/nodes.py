@@ -41,6 +41,7 @@ class RowCopy:
     def __init__(self, type_name: str) -> None:
         self.type_name = type_name
         self._plan: list[tuple[str, str, Any]] | None = None
+        self._patient: str | None = None
 
     def _build(self, cls: type) -> list[tuple[str, str, Any]]:
         leaves = OBJECTS[self.type_name].fields
@@ -63,6 +64,9 @@ class RowCopy:
     def __call__(self, cls: type, row: Any, **private: Any) -> dict[str, Any]:
         if self._plan is None:
             self._plan = self._build(cls)
+            self._patient = OBJECTS[self.type_name].patient
+        if self._patient is not None:
+            touch(getattr(row, self._patient))  # a read of this patient's data: audited
         values = dict(private)
         for python_name, column, convert in self._plan:
             value = getattr(row, column)
@@ -116,7 +120,6 @@ class Patient(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Patient:
-        touch(row.id)
         return cls(**_PATIENT(cls, row, pk=row.id))
 
     @strawberry.field(description="Newest first.", directives=[NESTED_PAGE])
@@ -194,7 +197,6 @@ class Appointment(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Appointment:
-        touch(row.patient_id)
         return cls(
             **_APPOINTMENT(
                 cls, row, pk=row.id, patient_pk=row.patient_id, practitioner_pk=row.practitioner_id
@@ -229,7 +231,6 @@ class Encounter(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Encounter:
-        touch(row.patient_id)
         return cls(
             **_ENCOUNTER(
                 cls,
