@@ -29,6 +29,7 @@ from hms.persistence.database import Database, side_engine
 from hms.pipeline import Pipeline
 from hms.schema import schema
 from hms.security.identity import Authenticator, Memberships, OidcAuthenticator, Tenants
+from hms.security.membership_events import MembershipListener
 from hms.security.oidc import KeySet, OidcConfig, OidcVerifier
 from hms.security.tokens import issue
 from hms.settings import Settings
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> Starlette:
         http = httpx.AsyncClient()
         secret_tokens = False  # demo tokens only where the server accepts them
         authenticator: Callable[[str | None], Awaitable[Principal]]
+        listener: MembershipListener | None = None
         if settings.oidc_issuer is not None and settings.oidc_audience is not None:
             config = OidcConfig(
                 issuer=settings.oidc_issuer,
@@ -82,6 +84,10 @@ def create_app(settings: Settings) -> Starlette:
             )
             app.state.keys = keys = KeySet(config, http)
             app.state.memberships = members = Memberships(database, ttl=settings.membership_ttl)
+            assert settings.database_url is not None
+            app.state.membership_listener = listener = MembershipListener(
+                members, settings.database_url
+            )
             authenticator = OidcAuthenticator(
                 OidcVerifier(config, keys), members, max_lifetime=settings.max_token_lifetime
             )
@@ -126,12 +132,17 @@ def create_app(settings: Settings) -> Starlette:
         sealer = asyncio.create_task(
             _seal_every(settings.database_url, settings.audit_seal_seconds)
         )
+        # Started here, next to the sealer, so nothing can fail between its start and the
+        # `finally` that stops it.
+        following = None if listener is None else asyncio.create_task(listener.run())
         try:
             yield
         finally:
-            sealer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sealer
+            for task in (sealer, following):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await writer.close()
             await http.aclose()
             await cache.close()

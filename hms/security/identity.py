@@ -59,6 +59,9 @@ class Expiring:
     def forget(self, key: Hashable) -> None:
         self._items.pop(key, None)
 
+    def clear(self) -> None:
+        self._items.clear()
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -120,7 +123,13 @@ class Authenticator:
 
 
 class Memberships:
-    """Who holds which roles in which hospital; answers are cached briefly per worker."""
+    """Who holds which roles in which hospital; answers are cached briefly per worker.
+
+    A change is forgotten as soon as it is announced (:meth:`forget`, :meth:`forget_all`, called
+    by hms.security.membership_events); ``ttl`` bounds how long an answer is trusted when no
+    announcement arrives. A lookup that overlaps an announcement answers with what it read but
+    does not keep it: it may have read the membership just before the change committed.
+    """
 
     def __init__(
         self,
@@ -137,6 +146,7 @@ class Memberships:
         self.missing_ttl = missing_ttl
         self.timeout = timeout
         self._known = Expiring(size, clock)
+        self._changes = 0  # announcements so far: a lookup keeps its answer only if none came
 
     async def roles(self, hospital_id: uuid.UUID, subject: str) -> frozenset[str] | None:
         """The roles ``subject`` holds in ``hospital_id``, or None if not a member."""
@@ -145,16 +155,25 @@ class Memberships:
         if fresh:
             held: frozenset[str] | None = known
             return held
+        changes = self._changes
         db = self.database.request(hospital_id, readonly=True, timeout=self.timeout, replica=False)
         try:
             held = await memberships.roles_of(db, subject)
         finally:
             await db.close()
-        self._known.put(key, held, self.ttl if held is not None else self.missing_ttl)
+        if changes == self._changes:
+            self._known.put(key, held, self.ttl if held is not None else self.missing_ttl)
         return held
 
     def forget(self, hospital_id: uuid.UUID, subject: str) -> None:
+        """Ask the database next time: ``subject``'s membership of ``hospital_id`` changed."""
+        self._changes += 1
         self._known.forget((hospital_id, subject))
+
+    def forget_all(self) -> None:
+        """Ask the database next time, for everyone: changes may have gone unannounced."""
+        self._changes += 1
+        self._known.clear()
 
 
 class OidcAuthenticator:
