@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import datetime as dt
 import gc
 import json
@@ -28,7 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from hms.persistence import hospitals, migrate
 from hms.persistence.urls import async_url, asyncpg_dsn
 from hms.security import policy
-from hms.settings import Settings, SettingsError
+from hms.settings import Settings, SettingsError, phi_keys
 
 DEMO_HOSPITALS = 2
 DEMO_PATIENTS = 300
@@ -60,6 +61,18 @@ def _dev_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def _dev_phi_key(data_dir: Path) -> bytes:
+    """A per-installation key for national ids in the data dir, beside the embedded database
+    whose values it encrypts (production sets ``HMS_PHI_KEY``, kept apart from the data)."""
+    path = data_dir / "phi-key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+    return phi_keys(path.read_text().strip())[0]
+
+
 def resolve(settings: Settings, *, announce: bool = False) -> Settings:
     """Fill in the embedded defaults: start the private PostgreSQL, find the dev secret."""
     changes: dict[str, object] = {}
@@ -72,6 +85,8 @@ def resolve(settings: Settings, *, announce: bool = False) -> Settings:
         changes["database_url"] = url
     if settings.jwt_secret is None and settings.oidc_issuer is None:
         changes["jwt_secret"] = _dev_secret(settings.data_dir)
+    if not settings.phi_keys and settings.is_dev:
+        changes["phi_keys"] = (_dev_phi_key(settings.data_dir),)
     return settings.with_(**changes) if changes else settings
 
 
@@ -182,6 +197,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         os.environ["HMS_DATABASE_URL"] = settings.database_url
         if settings.jwt_secret is not None:
             os.environ["HMS_JWT_SECRET"] = settings.jwt_secret
+        if settings.phi_keys:
+            os.environ["HMS_PHI_KEY"] = ",".join(
+                base64.urlsafe_b64encode(key).decode() for key in settings.phi_keys
+            )
         uvicorn.run(
             "hms.cli:app_factory",
             factory=True,
@@ -423,7 +442,8 @@ def cmd_members_add(settings: Settings, args: argparse.Namespace) -> int:
     )
     _say(
         f"{args.subject} acts in {args.hospital} as {', '.join(sorted(set(args.role)))}"
-        f" (running servers see it within {settings.membership_ttl:g} s)"
+        " (running servers see it at their next request; at most"
+        f" {settings.membership_ttl:g} s while one cannot hear the database)"
     )
     return 0
 
@@ -446,7 +466,8 @@ def cmd_members_remove(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     _say(
         f"{args.subject} no longer acts in {args.hospital}"
-        f" (running servers refuse it within {settings.membership_ttl:g} s)"
+        " (running servers refuse it at their next request; at most"
+        f" {settings.membership_ttl:g} s while one cannot hear the database)"
     )
     return 0
 

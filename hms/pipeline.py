@@ -38,7 +38,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from inspect import isawaitable
 from typing import Any
@@ -56,7 +55,7 @@ from graphql.execution import Middleware
 from hms.cache import keys
 from hms.cache.backend import Cache
 from hms.compiler import Compiler, take_patients
-from hms.context import TOUCHED, Context, Principal
+from hms.context import TRAIL, Context, Principal, Trail
 from hms.documents import Document, DocumentCache
 from hms.documents.persisted import DocumentStore, Mode, PersistedRef, document_id, mode_for
 from hms.limits.budget import Budgets, MemoryBudgets
@@ -68,6 +67,7 @@ from hms.observability.logs import log_failure
 from hms.observability.metrics import Metrics
 from hms.persistence import audit
 from hms.persistence import idempotency as idempotency_keys
+from hms.persistence.cipher import Cipher
 from hms.persistence.database import (
     Database,
     DatabaseFailure,
@@ -251,6 +251,7 @@ class Pipeline:
         self.schema = schema
         #: Appends reads' audit events in batches (None: each read in a transaction of its own).
         self.audit_writer = audit_writer
+        self.cipher = Cipher(settings.phi_keys)
         self.settings = settings
         self.database = database
         self.cache = cache
@@ -520,9 +521,9 @@ class Pipeline:
         idempotency = None if readonly else self._idempotency(request, text)
         db = self.database.request(principal.hospital_id, readonly=readonly, timeout=timeout)
         # The patients this request reads or writes on the interpreted path (its objects say
-        # so as they are built); the compiled statement appends its audit event itself.
-        touched: set[uuid.UUID] = set()
-        scope = TOUCHED.set(touched)
+        # so as they are built), and why; the compiled path names its patients in its answer.
+        trail = Trail()
+        scope = TRAIL.set(trail)
         try:
             try:
                 assert db.deadline is not None
@@ -531,8 +532,8 @@ class Pipeline:
                         request, principal, document, operation, db, idempotency, charge
                     )
                     await self._end(db, commit=commit)
-                    if readonly and touched:
-                        await self._audit_read(principal, document, operation, touched, reply)
+                    if readonly and trail.patients:
+                        await self._audit_read(principal, document, operation, trail, reply)
             except TimeoutError:
                 raise timed_out(timeout) from None
             return reply
@@ -541,7 +542,7 @@ class Pipeline:
                 raise timed_out(timeout) from None
             raise unavailable("The database is unavailable; retry shortly") from None
         finally:
-            TOUCHED.reset(scope)
+            TRAIL.reset(scope)
             if not db.closed:  # a refusal, a deadline, a cancelled request: nothing is kept
                 await db.close()
 
@@ -592,6 +593,7 @@ class Pipeline:
             settings=self.settings,
             cache=self.cache,
             now=now,
+            cipher=self.cipher,
         )
         try:
             outcome = execution.run(
@@ -625,11 +627,10 @@ class Pipeline:
                 "extensions": {"rolledBack": True, **body["extensions"]},
             }
             commit = False
-        touched = TOUCHED.get()
-        if commit and touched:
+        trail = TRAIL.get()
+        if commit and trail is not None and trail.patients:
             await audit.append(
-                db,
-                self._event(principal, document, operation, touched, bool(result.errors)),
+                db, self._event(principal, document, operation, trail, bool(result.errors))
             )
         payload = orjson.dumps(body)
         media_type = content_type(request.media_type)
@@ -644,7 +645,7 @@ class Pipeline:
         principal: Principal,
         document: Document,
         operation: OperationDefinitionNode,
-        touched: set[uuid.UUID],
+        trail: Trail,
         partial: bool,
     ) -> audit.Event:
         assert document.ast is not None
@@ -661,9 +662,11 @@ class Pipeline:
             client=principal.client,
             operation_type=operation.operation.value,
             operation_name=name,
-            patient_ids=sorted(touched),
+            patient_ids=sorted(trail.patients),
             field_classes=classes,
             outcome="partial" if partial else "ok",
+            purpose="ETREAT" if trail.emergency else "TREAT",
+            reason=trail.reason,
         )
 
     async def _audit_read(
@@ -671,14 +674,14 @@ class Pipeline:
         principal: Principal,
         document: Document,
         operation: OperationDefinitionNode,
-        touched: set[uuid.UUID],
+        trail: Trail,
         reply: Reply | None,
     ) -> None:
         """A read's audit event, durable before the answer leaves: with the reads of the same
         moment when there is a writer, else in a short transaction of its own (the read ran
         read-only)."""
         partial = reply is not None and b'"errors":' in reply.body
-        event = self._event(principal, document, operation, touched, partial)
+        event = self._event(principal, document, operation, trail, partial)
         if self.audit_writer is not None:
             await self.audit_writer.append(principal.hospital_id, event)
             return
@@ -730,9 +733,15 @@ class Pipeline:
             return None
         if compiled.touches:
             # The answer names its patients in hidden keys: out they come, into the audit trail.
-            data, patients = take_patients(data)
+            data, patients, confidential = take_patients(data)
+            if confidential:
+                # A confidential record whose guarded fields the document selects: the
+                # interpreted path checks the caller's emergency grants field by field.
+                return None
             if patients:
-                await self._audit_read(principal, document, operation, patients, None)
+                await self._audit_read(
+                    principal, document, operation, Trail(patients=patients), None
+                )
         text = data.encode()
         cost = charge.finish_text(text)
         body = b'{"data":' + text + b',"extensions":' + orjson.dumps({"cost": cost}) + b"}"

@@ -7,6 +7,7 @@ default" (a private PostgreSQL and an in-process cache).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import os
@@ -108,6 +109,27 @@ def _origins(env: Mapping[str, str], default: tuple[str, ...]) -> tuple[str, ...
     return tuple(origins)
 
 
+def phi_keys(raw: str | None) -> tuple[bytes, ...]:
+    """``HMS_PHI_KEY``: base64 AES-256 keys separated by commas; the first encrypts, every one
+    decrypts (so a key is rotated by putting the new one first)."""
+    keys = []
+    for item in (raw or "").split(","):
+        if not item.strip():
+            continue
+        try:
+            key = base64.b64decode(item.strip() + "=" * (-len(item.strip()) % 4), altchars=b"-_")
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise SettingsError(
+                "HMS_PHI_KEY takes base64 keys of 32 bytes separated by commas"
+                " (make one with: python -c 'import os,base64;"
+                " print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
+            )
+        keys.append(key)
+    return tuple(keys)
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -153,6 +175,8 @@ class Settings:
     database_replica_urls: tuple[str, ...] = ()
     redis_url: str | None = None
     jwt_secret: str | None = None
+    #: Keys that encrypt national ids (``HMS_PHI_KEY``); none: national ids cannot be stored.
+    phi_keys: tuple[bytes, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -314,6 +338,7 @@ class Settings:
             database_replica_urls=replicas,
             redis_url=env.get("HMS_REDIS_URL") or None,
             jwt_secret=secret,
+            phi_keys=phi_keys(env.get("HMS_PHI_KEY")),
             host=env.get("HMS_HOST", "127.0.0.1") or "127.0.0.1",
             port=_int(env, "HMS_PORT", 8000, minimum=1),
             workers=_int(env, "HMS_WORKERS", 1, minimum=1),

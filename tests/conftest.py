@@ -69,6 +69,10 @@ async def dataset(database_url: str) -> fixtures.Dataset:
     return await fixtures.load(database_url, NOW)
 
 
+#: The key national ids are encrypted with in tests (HMS_PHI_KEY).
+PHI_KEY = bytes(range(32))
+
+
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
     # Budgets no test can run out of, and a cost cap above the 100-item nested pages other
@@ -77,6 +81,7 @@ def settings(database_url: str) -> Settings:
     return Settings(
         database_url=database_url,
         jwt_secret=SECRET,
+        phi_keys=(PHI_KEY,),
         graphiql=True,
         db_pool_size=5,
         max_cost=100_000,

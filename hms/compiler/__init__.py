@@ -57,23 +57,29 @@ class Compiled:
 _HIDDEN = '"\\u0001":"'
 
 
-def take_patients(data: str) -> tuple[str, set[uuid.UUID]]:
-    """The answer without its hidden keys, and the patients they named.
+def take_patients(data: str) -> tuple[str, set[uuid.UUID], bool]:
+    """The answer without its hidden keys, the patients they named, and whether one of them
+    is a confidential record whose guarded fields the document selects.
 
-    Each object of a patient's data starts with ``"\u0001":"<uuid>"`` and then a comma or
-    its closing brace; plain string splitting takes them out (PostgreSQL's regular
-    expressions cost milliseconds on a dashboard's answer, this a few microseconds).
+    Each object of a patient's data starts with ``"\u0001":"<uuid>"`` (``"!<uuid>"`` for such
+    a confidential record) and then a comma or its closing brace; plain string splitting takes
+    them out (PostgreSQL's regular expressions cost milliseconds on a dashboard's answer, this
+    a few microseconds).
     """
     parts = data.split(_HIDDEN)
     if len(parts) == 1:
-        return data, set()
+        return data, set(), False
     kept = [parts[0]]
     named = set()
+    confidential = False
     for part in parts[1:]:
+        if part[:1] == "!":
+            confidential = True
+            part = part[1:]
         named.add(part[:36])
         rest = part[37:]  # past the uuid and its closing quote
         kept.append(rest[1:] if rest[:1] == "," else rest)
-    return "".join(kept), {uuid.UUID(pk) for pk in named}
+    return "".join(kept), {uuid.UUID(pk) for pk in named}, confidential
 
 
 class Compiler:

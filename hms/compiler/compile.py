@@ -50,6 +50,7 @@ from hms.resolvers.fields import OBJECTS, Children, Kind, Leaf, ObjectMap, ToOne
 from hms.resolvers.lists import ROOT_LISTS, ListRequest, children_request, root_request
 from hms.resolvers.relay import expect_global_id, from_global_id
 from hms.resolvers.validation import MAX_MRN, bounded
+from hms.security.policy import CONFIDENTIAL_CLASSES, FieldClass
 from hms.settings import Settings
 
 #: Days counted as "new" by patientStats (as hms.persistence.patients.stats counts them).
@@ -155,6 +156,10 @@ class _Compiler:
         # Inside a patient's own connections (its appointments, its encounters) the patient is
         # already named by the enclosing object: the children need no hidden key of their own.
         self.within_patient = 0
+        # The document selects a field class a confidential record guards.
+        self.guarded = not CONFIDENTIAL_CLASSES.isdisjoint(
+            FieldClass(c) for c in binding.field_classes
+        )
 
     @property
     def hospital(self) -> str:
@@ -333,7 +338,12 @@ class _Compiler:
         if patient is not None and (type_name == "Patient" or not self.within_patient):
             # Whose data this object is, for the audit event: a hidden first key, taken out of
             # the answer before it leaves (hms.compiler.take_patients).
-            pairs.append((AUDIT_KEY, f"{t}.{sql.ident(patient)}::text"))
+            named = f"{t}.{sql.ident(patient)}::text"
+            if self.guarded and "confidential" in mapping.table.c:
+                # A confidential record: marked, so the request runs interpreted, where each
+                # guarded field checks the caller's emergency grants.
+                named = f"CASE WHEN {t}.confidential THEN '!' ELSE '' END || {named}"
+            pairs.append((AUDIT_KEY, named))
             self.touches = True
         for key, sub in self.subfields(graphql_type, details).items():
             name = sub[0].node.name.value

@@ -79,6 +79,7 @@ TENANT_TABLES = (
     "hospital_membership",
     "audit_event",
     "audit_patient",
+    "emergency_grant",
 )
 
 
@@ -134,12 +135,19 @@ patient = Table(
     Column("active", Boolean, nullable=False, server_default=text("true")),
     Column("deceased_at", DateTime(timezone=True), nullable=True),
     Column("national_id_last4", Text, nullable=True),
+    # The full national id, AES-GCM encrypted by the app (hms.security.sealed); never selected
+    # by reads.
+    Column("national_id_enc", LargeBinary, nullable=True),
+    Column("confidential", Boolean, nullable=False, server_default=text("false")),
     *_timestamps(),
     PrimaryKeyConstraint("hospital_id", "id"),
     ForeignKeyConstraint(["hospital_id"], ["hospital.id"]),
     UniqueConstraint("hospital_id", "mrn"),
     CheckConstraint(_in("gender", GENDERS), name="gender"),
     CheckConstraint("national_id_last4 ~ '^[0-9]{4}$'", name="national_id_last4"),
+    CheckConstraint(
+        "national_id_enc IS NULL OR national_id_last4 IS NOT NULL", name="national_id_enc"
+    ),
     Index("ix_patient_active", "hospital_id", "active"),
     Index("ix_patient_created", "hospital_id", "created_at"),
     Index("ix_patient_name", "hospital_id", "family_name", "given_name", "id"),
@@ -157,6 +165,8 @@ appointment = Table(
     Column("end_at", DateTime(timezone=True), nullable=False),
     Column("reason", Text, nullable=True),
     Column("cancellation_reason", Text, nullable=True),
+    # The patient's confidential label, kept equal to it by triggers (migration 0007).
+    Column("confidential", Boolean, nullable=False, server_default=text("false")),
     *_timestamps(),
     PrimaryKeyConstraint("hospital_id", "id"),
     ForeignKeyConstraint(["hospital_id", "patient_id"], ["patient.hospital_id", "patient.id"]),
@@ -197,6 +207,8 @@ encounter = Table(
     Column("period_start", DateTime(timezone=True), nullable=False),
     Column("period_end", DateTime(timezone=True), nullable=True),
     Column("reason", Text, nullable=True),
+    # The patient's confidential label, kept equal to it by triggers (migration 0007).
+    Column("confidential", Boolean, nullable=False, server_default=text("false")),
     *_timestamps(),
     PrimaryKeyConstraint("hospital_id", "id"),
     ForeignKeyConstraint(["hospital_id", "patient_id"], ["patient.hospital_id", "patient.id"]),
@@ -303,11 +315,14 @@ audit_event = Table(
     Column("trace_id", Text, nullable=True),
     Column("prev_hash", LargeBinary, nullable=True),
     Column("hash", LargeBinary, nullable=True),
+    # Why, for operations that need a reason (revealing a national id, breaking the glass).
+    Column("reason", Text, nullable=True),
     PrimaryKeyConstraint("hospital_id", "id"),
     UniqueConstraint("hospital_id", "seq"),
     ForeignKeyConstraint(["hospital_id"], ["hospital.id"]),
     CheckConstraint("operation_type IN ('query', 'mutation')", name="operation_type"),
     CheckConstraint("purpose IN ('TREAT', 'ETREAT')", name="purpose"),
+    CheckConstraint("reason IS NULL OR char_length(reason) BETWEEN 1 AND 500", name="reason"),
     Index("ix_audit_event_unsealed", "hospital_id", "id", postgresql_where=text("hash IS NULL")),
 )
 
@@ -334,4 +349,27 @@ audit_patient = Table(
     ForeignKeyConstraint(
         ["hospital_id", "event_id"], ["audit_event.hospital_id", "audit_event.id"]
     ),
+)
+
+#: Break-the-glass: a clinician's time-boxed access to a confidential patient's clinical and
+#: sensitive fields, with the reason (migration 0007). Append-only: a grant expires, it is never
+#: edited or removed, so the review sees every one.
+emergency_grant = Table(
+    "emergency_grant",
+    metadata,
+    Column("hospital_id", UUID(as_uuid=True), nullable=False),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
+    Column("patient_id", UUID(as_uuid=True), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("hospital_id", "id"),
+    ForeignKeyConstraint(["hospital_id", "patient_id"], ["patient.hospital_id", "patient.id"]),
+    CheckConstraint(
+        "expires_at > opened_at AND expires_at <= opened_at + interval '12 hours'",
+        name="period",
+    ),
+    CheckConstraint("char_length(reason) BETWEEN 10 AND 500", name="reason"),
+    Index("ix_emergency_grant_subject", "hospital_id", "subject", "expires_at"),
 )

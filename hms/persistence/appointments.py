@@ -31,6 +31,7 @@ COLUMNS = (
     appointment.c.end_at,
     appointment.c.reason,
     appointment.c.cancellation_reason,
+    appointment.c.confidential,
     appointment.c.created_at,
     appointment.c.updated_at,
     appointment.c.version,

@@ -30,30 +30,31 @@ from hms.persistence.database import (
     side_engine,
 )
 
-#: The text each hash covers (the same expression as the trigger of migration 0005).
+#: The text each hash covers (the same expression as the sealer of migration 0007).
 CANONICAL = """concat_ws('|', {r}.hospital_id::text, {r}.id::text, {r}.seq::text,
   to_char({r}.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), {r}.subject,
   array_to_string({r}.roles, ','), coalesce({r}.client, ''), {r}.operation_type,
   coalesce({r}.operation_name, ''), array_to_string({r}.patient_ids, ','),
   array_to_string({r}.field_classes, ','), {r}.purpose, {r}.outcome,
-  coalesce({r}.trace_id, ''))"""
+  coalesce({r}.trace_id, ''), {r}.reason)"""
 
 #: The columns a writer gives (the database sets the rest).
 COLUMNS = (
     "hospital_id, subject, roles, client, operation_type, operation_name, patient_ids,"
-    " field_classes, outcome"
+    " field_classes, outcome, purpose, reason"
 )
 
 _APPEND = text(
     f"INSERT INTO audit_event ({COLUMNS}) VALUES (:hospital_id, :subject, :roles, :client,"
-    " :operation_type, :operation_name, :patient_ids, :field_classes, :outcome) RETURNING seq"
+    " :operation_type, :operation_name, :patient_ids, :field_classes, :outcome, :purpose,"
+    " :reason) RETURNING seq"
 )
 
 
 #: The same append for a statement sent to asyncpg directly (the compiled read path).
 RAW_APPEND = (
     f"INSERT INTO audit_event ({COLUMNS})"
-    " VALUES ($1, $2, $3::text[], $4, $5, $6, $7::uuid[], $8::text[], $9)"
+    " VALUES ($1, $2, $3::text[], $4, $5, $6, $7::uuid[], $8::text[], $9, $10, $11)"
 )
 
 
@@ -67,6 +68,11 @@ class Event:
     patient_ids: Sequence[uuid.UUID]
     field_classes: Sequence[str]
     outcome: str
+    #: TREAT, or ETREAT when the operation read a confidential record under an emergency grant.
+    purpose: str = "TREAT"
+    #: The user's reason, for operations that need one (never PHI: free text the user typed is
+    #: bounded and stored, not logged).
+    reason: str | None = None
 
 
 def raw_values(hospital_id: uuid.UUID, event: Event) -> list[Any]:
@@ -81,6 +87,8 @@ def raw_values(hospital_id: uuid.UUID, event: Event) -> list[Any]:
         sorted(set(event.patient_ids)),
         sorted(event.field_classes),
         event.outcome,
+        event.purpose,
+        event.reason,
     ]
 
 
@@ -99,6 +107,8 @@ async def append(db: RequestDb, event: Event) -> int:
             "patient_ids": sorted(set(event.patient_ids)),
             "field_classes": sorted(event.field_classes),
             "outcome": event.outcome,
+            "purpose": event.purpose,
+            "reason": event.reason,
         },
     )
     return seq
@@ -173,6 +183,7 @@ async def trail(db: RequestDb, patient_id: uuid.UUID, before: int | None, limit:
             audit_event.c.field_classes,
             audit_event.c.purpose,
             audit_event.c.outcome,
+            audit_event.c.reason,
         )
         .select_from(
             audit_patient.join(

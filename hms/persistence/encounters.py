@@ -32,6 +32,7 @@ COLUMNS = (
     encounter.c.period_start,
     encounter.c.period_end,
     encounter.c.reason,
+    encounter.c.confidential,
     encounter.c.created_at,
     encounter.c.updated_at,
     encounter.c.version,

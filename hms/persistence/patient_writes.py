@@ -18,15 +18,31 @@ from hms.persistence.patients import COLUMNS
 
 #: Columns a caller may set; everything else (ids, timestamps, version) is the database's.
 WRITABLE = frozenset(
-    {"mrn", "given_name", "family_name", "birth_date", "gender", "phone", "email", "active"}
+    {
+        "mrn",
+        "given_name",
+        "family_name",
+        "birth_date",
+        "gender",
+        "phone",
+        "email",
+        "active",
+        "confidential",
+        "national_id_last4",
+        "national_id_enc",
+    }
 )
 
 
-async def create(db: RequestDb, values: dict[str, Any]) -> Row[Any]:
+async def create(
+    db: RequestDb, values: dict[str, Any], patient_id: uuid.UUID | None = None
+) -> Row[Any]:
     """Insert a patient; raises :class:`MrnTaken` when the MRN is in use in this hospital."""
     assert WRITABLE.issuperset(values), set(values) - WRITABLE
     stmt = (
-        insert(patient).values(hospital_id=db.hospital_id, id=uuid7(), **values).returning(*COLUMNS)
+        insert(patient)
+        .values(hospital_id=db.hospital_id, id=patient_id or uuid7(), **values)
+        .returning(*COLUMNS)
     )
     row = await returning_one(db, stmt)
     assert row is not None  # INSERT … RETURNING yields its row or raises
@@ -67,3 +83,13 @@ async def update_(
     if version is None:
         raise NotFound("patient")
     raise VersionConflict(version)
+
+
+async def national_id(db: RequestDb, patient_id: uuid.UUID) -> Row[Any] | None:
+    """The patient's encrypted national id and confidential label; None if there is no such
+    patient in the hospital."""
+    return await db.one_or_none(
+        select(patient.c.national_id_enc, patient.c.confidential).where(
+            patient.c.hospital_id == db.hospital_id, patient.c.id == patient_id
+        )
+    )

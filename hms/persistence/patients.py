@@ -26,6 +26,7 @@ COLUMNS = (
     patient.c.email,
     patient.c.national_id_last4,
     patient.c.active,
+    patient.c.confidential,
     patient.c.deceased_at,
     patient.c.created_at,
     patient.c.updated_at,

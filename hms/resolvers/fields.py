@@ -92,6 +92,7 @@ OBJECTS: dict[str, ObjectMap] = {
             "email": Leaf("email"),
             "nationalIdLast4": Leaf("national_id_last4"),
             "active": Leaf("active"),
+            "confidential": Leaf("confidential"),
             "createdAt": Leaf("created_at", Kind.DATETIME),
             "updatedAt": Leaf("updated_at", Kind.DATETIME),
             "version": Leaf("version"),
@@ -138,6 +139,7 @@ OBJECTS: dict[str, ObjectMap] = {
             "endAt": Leaf("end_at", Kind.DATETIME),
             "reason": Leaf("reason"),
             "cancellationReason": Leaf("cancellation_reason"),
+            "confidential": Leaf("confidential"),
             "createdAt": Leaf("created_at", Kind.DATETIME),
             "updatedAt": Leaf("updated_at", Kind.DATETIME),
             "version": Leaf("version"),
@@ -155,6 +157,7 @@ OBJECTS: dict[str, ObjectMap] = {
             "periodStart": Leaf("period_start", Kind.DATETIME),
             "periodEnd": Leaf("period_end", Kind.DATETIME),
             "reason": Leaf("reason"),
+            "confidential": Leaf("confidential"),
             "createdAt": Leaf("created_at", Kind.DATETIME),
             "updatedAt": Leaf("updated_at", Kind.DATETIME),
             "version": Leaf("version"),
@@ -169,6 +172,7 @@ OBJECTS: dict[str, ObjectMap] = {
 #: (type, field) pairs deliberately left to the interpreted path, with the reason.
 INTERPRETED_ONLY: dict[tuple[str, str], str] = {
     ("Query", "auditTrail"): "auditors' reads of the audit trail: rare, and not patient data",
+    ("Query", "emergencyGrants"): "the review of break-the-glass grants: rare, auditors only",
 }
 
 

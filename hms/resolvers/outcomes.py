@@ -20,7 +20,9 @@ from hms.persistence.errors import (
     VersionConflict,
 )
 
-Code = Literal["NOT_FOUND", "VALIDATION", "SLOT_TAKEN", "VERSION_CONFLICT", "FORBIDDEN"]
+Code = Literal[
+    "NOT_FOUND", "VALIDATION", "SLOT_TAKEN", "VERSION_CONFLICT", "FORBIDDEN", "UNAVAILABLE"
+]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,15 +1,18 @@
 """createPatient and updatePatient: validate, write in a savepoint, refresh the loaders.
 
-Roles: for now any authenticated principal of the hospital may write; role and PHI rules come
-with the security issue.
+Who may run them is the schema's business (:mod:`hms.schema.guards`). A national id is stored
+as its last four digits and the whole value encrypted for this patient (never readable through
+a type; ``revealNationalId`` decrypts it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 from hms.context import Context
+from hms.models.ids import uuid7
 from hms.persistence import patient_writes
 from hms.resolvers.outcomes import Outcome, atomic
 from hms.resolvers.validation import Checks
@@ -24,14 +27,18 @@ FIELDS = {
     "phone": "phone",
     "email": "email",
     "active": "active",
+    "confidential": "confidential",
 }
-_NOT_NULL = ("mrn", "givenName", "familyName", "gender", "active")
+NATIONAL_ID = "national_id"  # what a national id's ciphertext is bound to, with its row
+_NOT_NULL = ("mrn", "givenName", "familyName", "gender", "active", "confidential")
 
 
 def _check(checks: Checks, fields: dict[str, Any], today: dt.date) -> dict[str, Any]:
     """Validate the given input fields; the column values to write."""
     values: dict[str, Any] = {}
     for field, value in fields.items():
+        if field == "nationalId":
+            continue  # see _national_id
         if value is None and field in _NOT_NULL:
             checks.fail(field, "Must not be null")
             continue
@@ -49,13 +56,37 @@ def _check(checks: Checks, fields: dict[str, Any], today: dt.date) -> dict[str, 
     return values
 
 
+def _national_id(
+    ctx: Context, checks: Checks, fields: dict[str, Any], patient_id: uuid.UUID | None
+) -> dict[str, Any]:
+    """The columns for a given ``nationalId``: its last four digits and its ciphertext."""
+    if "nationalId" not in fields:
+        return {}
+    before = len(checks.problems)
+    digits = checks.national_id("nationalId", fields["nationalId"])
+    if digits is None:
+        return {"national_id_last4": None, "national_id_enc": None}
+    if not ctx.cipher.ready:
+        checks.fail("nationalId", "This server has no key to store national ids (HMS_PHI_KEY)")
+    if len(checks.problems) > before or patient_id is None:
+        return {}
+    sealed = ctx.cipher.encrypt(
+        digits, what=NATIONAL_ID, hospital_id=ctx.hospital_id, row_id=patient_id
+    )
+    return {"national_id_last4": digits[-4:], "national_id_enc": sealed}
+
+
 async def create_patient(ctx: Context, fields: dict[str, Any]) -> Outcome:
     """``fields``: input field name → value (``gender`` as its FHIR code)."""
     checks = Checks()
+    patient_id = uuid7()
     values = _check(checks, fields, ctx.now.date())
+    values |= _national_id(ctx, checks, fields, patient_id)
     if checks.problems:
         return Outcome.failed(*checks.problems)
-    outcome = await atomic(ctx, lambda: patient_writes.create(ctx.db, values), id_fields={})
+    outcome = await atomic(
+        ctx, lambda: patient_writes.create(ctx.db, values, patient_id), id_fields={}
+    )
     if outcome.row is not None:
         ctx.loaders.patient_written(outcome.row)
     return outcome
@@ -69,6 +100,7 @@ async def update_patient(
     patient_id = checks.node_id("id", global_id, "Patient")
     checks.version("expectedVersion", expected_version)
     values = _check(checks, changes, ctx.now.date())
+    values |= _national_id(ctx, checks, changes, patient_id)
     if not changes:
         checks.fail("id", "Give at least one field to change")
     if checks.problems or patient_id is None:

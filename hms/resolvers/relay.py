@@ -82,3 +82,21 @@ class CursorCodec:
             return pk
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise invalid_cursor(argument) from None
+
+
+def serial_cursor(prefix: str, serial: int) -> str:
+    """The cursor of an append-only row (an audit event, a grant): its number and nothing else."""
+    return _b64(f"{prefix}{serial}".encode())
+
+
+def serial_after(prefix: str, after: str | None) -> int | None:
+    """The number in a :func:`serial_cursor` of ``prefix``; a bad cursor is refused."""
+    if after is None:
+        return None
+    try:
+        text = _unb64(after).decode("ascii")
+        if not text.startswith(prefix) or not text[len(prefix) :].isdigit():
+            raise ValueError(text)
+        return int(text[len(prefix) :])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise invalid_cursor("after") from None

@@ -21,6 +21,8 @@ MAX_NAME = 100
 MAX_MRN = 32
 MAX_EMAIL = 254
 MAX_TEXT = 1000
+MIN_REASON = 10
+MAX_REASON = 500
 _MRN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 # Deliberately loose (one @, a dot in the domain, no spaces): mail servers have the final word.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -91,6 +93,26 @@ class Checks:
         digits = sum(c.isdigit() for c in value)
         if not _PHONE.fullmatch(value) or not 6 <= digits <= 15:
             self.fail(field, "Must be a phone number of 6 to 15 digits, optionally starting with +")
+        return value
+
+    def national_id(self, field: str, value: str | None) -> str | None:
+        """Digits only (the spaces and dashes people type are dropped), 6 to 20 of them."""
+        if value is None:
+            return None
+        digits = "".join(c for c in value.strip() if c not in " -")
+        if not (digits.isascii() and digits.isdigit() and 6 <= len(digits) <= 20):
+            self.fail(field, "Must be a national id of 6 to 20 digits (spaces and dashes allowed)")
+        return digits
+
+    def reason(self, field: str, value: str) -> str:
+        """Why the user does something that is reviewed later: 10 to 500 characters."""
+        value = value.strip()
+        if len(value) < MIN_REASON:
+            self.fail(field, f"Say why, in at least {MIN_REASON} characters")
+        elif len(value) > MAX_REASON:
+            self.fail(field, f"Must be at most {MAX_REASON} characters")
+        elif any(unicodedata.category(c) == "Cc" for c in value):
+            self.fail(field, "Must not contain control characters")
         return value
 
     def birth_date(self, field: str, value: dt.date | None, today: dt.date) -> None:

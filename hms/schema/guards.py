@@ -17,6 +17,8 @@ from strawberry.extensions import FieldExtension
 from strawberry.types.field import StrawberryField
 from strawberry.utils.str_converters import to_camel_case
 
+from hms.context import note_emergency
+from hms.resolvers.emergency import confidential_refusal
 from hms.resolvers.errors import Forbidden
 from hms.resolvers.outcomes import Outcome, Problem
 from hms.schema.directives import Phi
@@ -27,6 +29,7 @@ from hms.security.policy import FieldClass
 class ReadGuard(FieldExtension):
     def __init__(self, field_class: FieldClass) -> None:
         self.field_class = field_class
+        self.confidential = field_class in policy.CONFIDENTIAL_CLASSES
 
     def _check(self, info: strawberry.Info) -> None:
         if self.field_class not in policy.readable(info.context.principal.roles):
@@ -34,13 +37,26 @@ class ReadGuard(FieldExtension):
 
     def resolve(self, next_: Any, source: Any, info: strawberry.Info, **kwargs: Any) -> Any:
         self._check(info)
+        if self.confidential and getattr(source, "confidential", False):
+            return self._granted(next_(source, info, **kwargs), source, info)
         return next_(source, info, **kwargs)
 
     async def resolve_async(
         self, next_: Any, source: Any, info: strawberry.Info, **kwargs: Any
     ) -> Any:
         self._check(info)
+        if self.confidential and getattr(source, "confidential", False):
+            return await self._granted(await next_(source, info, **kwargs), source, info)
         return await next_(source, info, **kwargs)
+
+    async def _granted(self, value: Any, source: Any, info: strawberry.Info) -> Any:
+        """``value`` of a confidential record, if the caller holds an emergency grant for its
+        patient (the read is then audited with purpose ETREAT)."""
+        patient = getattr(source, "patient_pk", None) or source.pk
+        if patient not in await info.context.emergency_grants():
+            raise Forbidden(confidential_refusal())
+        note_emergency()
+        return value
 
 
 def phi(field_class: FieldClass, **options: Any) -> Any:

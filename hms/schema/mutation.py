@@ -14,8 +14,10 @@ from __future__ import annotations
 import strawberry
 
 from hms.resolvers import appointment_mutations as appointments
+from hms.resolvers import emergency
 from hms.resolvers import encounter_mutations as encounters
 from hms.resolvers import patient_mutations as patients
+from hms.resolvers.outcomes import Outcome, Problem, input_field
 from hms.schema.directives import MUTATION
 from hms.schema.guards import WriteGuard
 from hms.schema.types.mutations import (
@@ -23,10 +25,14 @@ from hms.schema.types.mutations import (
     CancelAppointmentPayload,
     CreatePatientInput,
     CreatePatientPayload,
+    OpenEmergencyAccessInput,
+    OpenEmergencyAccessPayload,
     RecordEncounterInput,
     RecordEncounterPayload,
     RescheduleAppointmentInput,
     RescheduleAppointmentPayload,
+    RevealNationalIdInput,
+    RevealNationalIdPayload,
     ScheduleAppointmentInput,
     ScheduleAppointmentPayload,
     SetAppointmentStatusInput,
@@ -35,6 +41,16 @@ from hms.schema.types.mutations import (
     UpdatePatientPayload,
 )
 from hms.schema.types.nodes import Info
+from hms.security import policy
+
+
+def _label_refusal() -> Problem:
+    roles = ", ".join(sorted(policy.LABELERS))
+    return Problem(
+        input_field("confidential"),
+        f"Your role may not mark records confidential or lift the mark (roles that may: {roles})",
+        "FORBIDDEN",
+    )
 
 
 @strawberry.type
@@ -45,7 +61,10 @@ class Mutation:
         extensions=[WriteGuard()],
     )
     async def create_patient(self, info: Info, input: CreatePatientInput) -> CreatePatientPayload:
-        return CreatePatientPayload.of(await patients.create_patient(info.context, input.fields()))
+        fields = input.fields()
+        if fields.get("confidential") and not policy.may_label(info.context.principal.roles):
+            return CreatePatientPayload.of(Outcome.failed(_label_refusal()))
+        return CreatePatientPayload.of(await patients.create_patient(info.context, fields))
 
     @strawberry.mutation(
         description="Change a patient at expectedVersion; the version moves.",
@@ -53,8 +72,11 @@ class Mutation:
         extensions=[WriteGuard()],
     )
     async def update_patient(self, info: Info, input: UpdatePatientInput) -> UpdatePatientPayload:
+        changes = input.changes()
+        if "confidential" in changes and not policy.may_label(info.context.principal.roles):
+            return UpdatePatientPayload.of(Outcome.failed(_label_refusal()))
         outcome = await patients.update_patient(
-            info.context, input.id, input.expected_version, input.changes()
+            info.context, input.id, input.expected_version, changes
         )
         return UpdatePatientPayload.of(outcome)
 
@@ -143,3 +165,35 @@ class Mutation:
             reason=input.reason,
         )
         return RecordEncounterPayload.of(outcome)
+
+    @strawberry.mutation(
+        description=(
+            "Break the glass: open time-boxed access to a confidential patient's clinical and"
+            " sensitive fields, with a reason (clinicians). Reads under it are audited with"
+            " purpose ETREAT and listed for review (emergencyGrants)."
+        ),
+        directives=[MUTATION],
+        extensions=[WriteGuard()],
+    )
+    async def open_emergency_access(
+        self, info: Info, input: OpenEmergencyAccessInput
+    ) -> OpenEmergencyAccessPayload:
+        outcome = await emergency.open_emergency_access(
+            info.context, input.patient_id, input.reason, input.minutes
+        )
+        return OpenEmergencyAccessPayload.of(outcome)
+
+    @strawberry.mutation(
+        description=(
+            "The patient's full national id, with a reason that goes into the audit trail"
+            " (administrators and clinicians; for a confidential patient, under an open"
+            " emergency grant)."
+        ),
+        directives=[MUTATION],
+        extensions=[WriteGuard()],
+    )
+    async def reveal_national_id(
+        self, info: Info, input: RevealNationalIdInput
+    ) -> RevealNationalIdPayload:
+        outcome = await emergency.reveal_national_id(info.context, input.patient_id, input.reason)
+        return RevealNationalIdPayload.of(outcome)

@@ -6,11 +6,11 @@ from typing import Any
 
 import strawberry
 
-from hms.resolvers import audit_trail, lists, nodes
+from hms.resolvers import audit_trail, emergency, lists, nodes
 from hms.resolvers import patients as patient_resolvers
 from hms.resolvers.errors import BadUserInput, Forbidden
 from hms.schema.directives import AGGREGATE, BY_IDS, NESTED_PAGE, PAGE
-from hms.schema.types.audit import AuditTrail, trail_of
+from hms.schema.types.audit import AuditTrail, EmergencyGrants, grants_of, trail_of
 from hms.schema.types.connection import Connection, connection
 from hms.schema.types.inputs import (
     AppointmentFilter,
@@ -94,6 +94,21 @@ class Query:
             raise Forbidden("Only auditors and administrators read the audit trail")
         rows, has_next = await audit_trail.audit_trail(info.context, patient_id, first, after)
         return trail_of(rows, has_next)
+
+    @strawberry.field(
+        description=(
+            "Break-the-glass grants, newest first, for review (auditors and administrators);"
+            " the reads under each are the patient's auditTrail events with purpose ETREAT."
+        ),
+        directives=[NESTED_PAGE],
+    )
+    async def emergency_grants(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> EmergencyGrants | None:
+        if AUDIT_READERS.isdisjoint(info.context.principal.roles):
+            raise Forbidden("Only auditors and administrators review emergency grants")
+        rows, has_next = await emergency.grants_page(info.context, first, after)
+        return grants_of(rows, has_next)
 
     @strawberry.field
     def viewer(self, info: Info) -> Viewer:

@@ -76,7 +76,16 @@ WRITES: Mapping[str, frozenset[str]] = {
     "cancelAppointment": _STAFF,
     "setAppointmentStatus": _STAFF,
     "recordEncounter": frozenset({"clinician"}),
+    "openEmergencyAccess": frozenset({"clinician"}),
+    "revealNationalId": frozenset({"admin", "clinician"}),
 }
+
+#: The classes a confidential record (a patient marked ``confidential``, and its appointments
+#: and encounters) shows only to a caller holding an open emergency grant for that patient.
+CONFIDENTIAL_CLASSES = frozenset({K, S})
+
+#: Who marks a patient confidential or lifts the mark.
+LABELERS = frozenset({"admin", "clinician"})
 
 
 #: Who reads the audit trail ("who viewed this patient").
@@ -101,6 +110,10 @@ def may_write(mutation: str, roles: Iterable[str]) -> bool:
     if allowed is None:  # a new mutation nobody classed: refused until it is
         return False
     return not allowed.isdisjoint(roles)
+
+
+def may_label(roles: Iterable[str]) -> bool:
+    return not LABELERS.isdisjoint(roles)
 
 
 def read_refusal(field_class: FieldClass) -> str:

@@ -46,6 +46,8 @@ WRITERS = {
     "cancelAppointment": {"admin", "clinician", "front_desk"},
     "setAppointmentStatus": {"admin", "clinician", "front_desk"},
     "recordEncounter": {"clinician"},
+    "openEmergencyAccess": {"clinician"},
+    "revealNationalId": {"admin", "clinician"},
 }
 
 CHART = """
@@ -311,6 +313,14 @@ def mutations(
         "recordEncounter": (
             "RecordEncounterInput",
             {"patientId": patient, "class": "AMB", "status": "FINISHED", "periodStart": at(day, 7)},
+        ),
+        "openEmergencyAccess": (
+            "OpenEmergencyAccessInput",
+            {"patientId": patient, "reason": "role test: emergency", "minutes": 5},
+        ),
+        "revealNationalId": (
+            "RevealNationalIdInput",
+            {"patientId": patient, "reason": "role test: identity check"},
         ),
     }
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from hms.persistence import migrate, patients
+from hms.persistence import audit, migrate, patients
 from hms.persistence.pages import keyset
+from hms.persistence.urls import async_url
 from tests import fixtures
 
 
@@ -46,6 +49,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(
         "audit_event",
         "audit_head",
         "audit_patient",
+        "emergency_grant",
     }
     await asyncio.to_thread(migrate.downgrade, url)
     assert await _tables(url) == set()
@@ -60,7 +64,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(
         )
     finally:
         await conn.close()
-    assert policies == 9  # one per tenant table and the hospital table
+    assert policies == 10  # one per tenant table and the hospital table
     assert exclusion == 1
 
 
@@ -117,3 +121,40 @@ async def test_anchored_pages_seek_in_the_index(
     conditions = plan.split(seek, 1)[1]
     assert "Index Cond:" in conditions, plan
     assert "ROW(family_name, given_name, id) > ROW(" in conditions, plan
+
+
+async def test_events_sealed_before_0007_still_verify_after_it(
+    empty_database: Callable[[], Awaitable[str]],
+) -> None:
+    """0007 puts the reason into each event's hash; the chains sealed before it stay intact
+    (``concat_ws`` skips the NULL reason), and the events after it chain on."""
+    url = await empty_database()
+    await asyncio.to_thread(migrate.upgrade, url, "0006")
+    hospital = uuid.uuid4()
+    conn = await asyncpg.connect(url)
+    append = (
+        "INSERT INTO audit_event (hospital_id, subject, roles, operation_type, patient_ids,"
+        " field_classes, outcome) VALUES ($1, 'u', '{clinician}', 'query', $2, '{}', 'ok')"
+    )
+    try:
+        await conn.execute(
+            "INSERT INTO hospital (id, slug, name) VALUES ($1, 'h0007', 'H')", hospital
+        )
+        for _ in range(3):
+            await conn.execute(append, hospital, [uuid.uuid4()])
+        await conn.execute("SELECT audit_seal_all()")
+        await asyncio.to_thread(migrate.upgrade, url)
+        await conn.execute(append, hospital, [uuid.uuid4()])
+        await conn.execute(
+            append.replace("outcome)", "outcome, reason)").replace("'ok')", "'ok', 'why')"),
+            hospital,
+            [uuid.uuid4()],
+        )
+        await conn.execute("SELECT audit_seal_all()")
+    finally:
+        await conn.close()
+    engine = create_async_engine(async_url(url))
+    try:
+        assert await audit.verify(engine, hospital) == (5, [])
+    finally:
+        await engine.dispose()

@@ -23,25 +23,36 @@ values = st.recursive(
     max_leaves=12,
 )
 objects = st.lists(
-    st.tuples(st.booleans(), st.uuids(), st.dictionaries(st.text(max_size=5), values, max_size=3)),
+    st.tuples(
+        st.booleans(),
+        st.booleans(),
+        st.uuids(),
+        st.dictionaries(st.text(max_size=5), values, max_size=3),
+    ),
     max_size=6,
 )
 
 
-def hidden(items: list[tuple[bool, uuid.UUID, dict[str, Any]]]) -> tuple[str, str, set[uuid.UUID]]:
-    """The answer with hidden first keys on the objects that name a patient, without them, and
-    the patients named."""
+Items = list[tuple[bool, bool, uuid.UUID, dict[str, Any]]]
+
+
+def hidden(items: Items) -> tuple[str, str, set[uuid.UUID], bool]:
+    """The answer with hidden first keys on the objects that name a patient (marked "!" when
+    confidential), without them, the patients named, and whether one was marked."""
     with_keys, without = [], []
     named = set()
-    for names, patient, fields in items:
+    marked = False
+    for names, confidential, patient, fields in items:
         fields = {k: v for k, v in fields.items() if k != AUDIT_KEY}
         without.append(fields)
         if names:
-            with_keys.append({AUDIT_KEY: str(patient), **fields})
+            mark = "!" if confidential else ""
+            with_keys.append({AUDIT_KEY: mark + str(patient), **fields})
             named.add(patient)
+            marked = marked or confidential
         else:
             with_keys.append(fields)
-    return dump({"data": with_keys}), dump({"data": without}), named
+    return dump({"data": with_keys}), dump({"data": without}), named, marked
 
 
 def dump(value: Any) -> str:
@@ -50,15 +61,15 @@ def dump(value: Any) -> str:
 
 @given(objects)
 def test_hidden_keys_come_out_and_name_their_patients(items: Any) -> None:
-    raw, expected, named = hidden(items)
-    assert take_patients(raw) == (expected, named)
+    raw, expected, named, marked = hidden(items)
+    assert take_patients(raw) == (expected, named, marked)
 
 
 def test_an_object_with_only_its_hidden_key_becomes_empty() -> None:
     pk = uuid.uuid4()
-    assert take_patients(f'{{"a":{{"\\u0001":"{pk}"}}}}') == ('{"a":{}}', {pk})
+    assert take_patients(f'{{"a":{{"\\u0001":"{pk}"}}}}') == ('{"a":{}}', {pk}, False)
 
 
 def test_a_value_that_looks_like_the_key_is_left_alone() -> None:
     answer = json.dumps({"name": '\x01":"' + str(uuid.uuid4())}, separators=(",", ":"))
-    assert take_patients(answer) == (answer, set())
+    assert take_patients(answer) == (answer, set(), False)

@@ -7,9 +7,11 @@ from typing import Any
 
 import strawberry
 
+from hms.resolvers import emergency
 from hms.resolvers.audit_trail import cursor
 from hms.schema.directives import EDGES
 from hms.schema.types.connection import PageInfo
+from hms.schema.types.mutations import EmergencyGrant
 
 
 @strawberry.type(description="One operation that read or wrote the patient's data.")
@@ -26,6 +28,9 @@ class AuditEvent:
     )
     purpose: str = strawberry.field(description="TREAT, or ETREAT under break-the-glass.")
     outcome: str
+    reason: str | None = strawberry.field(
+        description="The user's reason, for operations that ask for one."
+    )
 
     @classmethod
     def from_row(cls, row: Any) -> AuditEvent:
@@ -40,6 +45,7 @@ class AuditEvent:
             field_classes=list(row.field_classes),
             purpose=row.purpose,
             outcome=row.outcome,
+            reason=row.reason,
         )
 
 
@@ -55,14 +61,35 @@ class AuditTrail:
     page_info: PageInfo
 
 
+@strawberry.type
+class EmergencyGrantEdge:
+    cursor: str
+    node: EmergencyGrant
+
+
+@strawberry.type(description="Break-the-glass grants, newest first.")
+class EmergencyGrants:
+    edges: list[EmergencyGrantEdge] = strawberry.field(directives=[EDGES])
+    page_info: PageInfo
+
+
+def _page_info(cursors: list[str], has_next: bool) -> PageInfo:
+    return PageInfo(
+        has_next_page=has_next,
+        has_previous_page=False,
+        start_cursor=cursors[0] if cursors else None,
+        end_cursor=cursors[-1] if cursors else None,
+    )
+
+
 def trail_of(rows: list[Any], has_next: bool) -> AuditTrail:
     edges = [AuditEventEdge(cursor=cursor(row), node=AuditEvent.from_row(row)) for row in rows]
-    return AuditTrail(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=has_next,
-            has_previous_page=False,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
-    )
+    return AuditTrail(edges=edges, page_info=_page_info([e.cursor for e in edges], has_next))
+
+
+def grants_of(rows: list[Any], has_next: bool) -> EmergencyGrants:
+    edges = [
+        EmergencyGrantEdge(cursor=emergency.cursor(row), node=EmergencyGrant.from_row(row))
+        for row in rows
+    ]
+    return EmergencyGrants(edges=edges, page_info=_page_info([e.cursor for e in edges], has_next))

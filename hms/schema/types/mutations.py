@@ -11,8 +11,11 @@ from typing import Any
 import strawberry
 
 from hms.resolvers.outcomes import Outcome
+from hms.resolvers.relay import to_global_id
+from hms.schema.guards import phi
 from hms.schema.types.enums import AppointmentStatus, EncounterClass, EncounterStatus, Gender
 from hms.schema.types.nodes import Appointment, Encounter, Patient
+from hms.security.policy import FieldClass
 
 
 @strawberry.enum(description="Stable codes of domain failures; clients branch on these.")
@@ -22,6 +25,7 @@ class UserErrorCode(enum.Enum):
     SLOT_TAKEN = "SLOT_TAKEN"
     VERSION_CONFLICT = "VERSION_CONFLICT"
     FORBIDDEN = "FORBIDDEN"
+    UNAVAILABLE = "UNAVAILABLE"
 
 
 @strawberry.type(description="A domain failure of a mutation, pointing at the input field.")
@@ -67,6 +71,14 @@ class CreatePatientInput:
     phone: str | None = None
     email: str | None = None
     active: bool = True
+    national_id: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="The full national id: stored encrypted; only its last four digits read.",
+    )
+    confidential: bool = strawberry.field(
+        default=False,
+        description="Mark the record confidential (administrators and clinicians only).",
+    )
 
     def fields(self) -> dict[str, Any]:
         return _given(
@@ -78,10 +90,14 @@ class CreatePatientInput:
             phone=self.phone,
             email=self.email,
             active=self.active,
+            nationalId=self.national_id,
+            confidential=self.confidential,
         )
 
 
-@strawberry.input(description="Only the fields given change; null clears birthDate/phone/email.")
+@strawberry.input(
+    description="Only the fields given change; null clears birthDate/phone/email/nationalId."
+)
 class UpdatePatientInput:
     id: strawberry.ID
     expected_version: int
@@ -93,6 +109,11 @@ class UpdatePatientInput:
     phone: str | None = strawberry.UNSET
     email: str | None = strawberry.UNSET
     active: bool | None = strawberry.UNSET
+    national_id: str | None = strawberry.UNSET
+    confidential: bool | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Mark or unmark the record confidential (administrators and clinicians only).",
+    )
 
     def changes(self) -> dict[str, Any]:
         return _given(
@@ -104,6 +125,8 @@ class UpdatePatientInput:
             phone=self.phone,
             email=self.email,
             active=self.active,
+            nationalId=self.national_id,
+            confidential=self.confidential,
         )
 
 
@@ -231,3 +254,67 @@ class RecordEncounterPayload:
     def of(cls, outcome: Outcome) -> RecordEncounterPayload:
         encounter = None if outcome.row is None else Encounter.from_row(outcome.row)
         return cls(encounter=encounter, user_errors=user_errors(outcome))
+
+
+@strawberry.input
+class OpenEmergencyAccessInput:
+    patient_id: strawberry.ID
+    reason: str = strawberry.field(
+        description="Why you need the record now (10 to 500 characters); reviewed later."
+    )
+    minutes: int = strawberry.field(
+        default=60, description="How long the grant stays open: 1 to 720 minutes."
+    )
+
+
+@strawberry.type(description="A clinician's time-boxed access to a confidential record.")
+class EmergencyGrant:
+    id: strawberry.ID
+    patient_id: strawberry.ID
+    user_id: str
+    reason: str
+    opened_at: dt.datetime
+    expires_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> EmergencyGrant:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            patient_id=strawberry.ID(to_global_id("Patient", row.patient_id)),
+            user_id=row.subject,
+            reason=row.reason,
+            opened_at=row.opened_at,
+            expires_at=row.expires_at,
+        )
+
+
+@strawberry.type
+class OpenEmergencyAccessPayload:
+    grant: EmergencyGrant | None
+    user_errors: list[UserError]
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> OpenEmergencyAccessPayload:
+        grant = None if outcome.row is None else EmergencyGrant.from_row(outcome.row)
+        return cls(grant=grant, user_errors=user_errors(outcome))
+
+
+@strawberry.input
+class RevealNationalIdInput:
+    patient_id: strawberry.ID
+    reason: str = strawberry.field(
+        description="Why you need the full national id (10 to 500 characters); audited."
+    )
+
+
+@strawberry.type
+class RevealNationalIdPayload:
+    national_id: str | None = phi(
+        FieldClass.SENSITIVE,
+        description="The full national id; null when none is on record or with userErrors.",
+    )
+    user_errors: list[UserError]
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> RevealNationalIdPayload:
+        return cls(national_id=outcome.row, user_errors=user_errors(outcome))

@@ -30,6 +30,12 @@ from hms.security.policy import FieldClass
 
 Info = strawberry.Info[Context, None]
 
+CONFIDENTIAL = (
+    "A confidential record: the patient's clinical and sensitive fields, here and on their"
+    " appointments and encounters, are shown only under an open emergency grant"
+    " (openEmergencyAccess)."
+)
+
 
 class RowCopy:
     """Copies a row's leaf fields into a strawberry object, as ``OBJECTS[type_name]`` maps them.
@@ -114,6 +120,7 @@ class Patient(Node):
         description="The last four digits of the national id; the full value is never shown.",
     )
     active: bool = phi(FieldClass.DEMOGRAPHIC)
+    confidential: bool = strawberry.field(description=CONFIDENTIAL)
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
@@ -191,6 +198,7 @@ class Appointment(Node):
     end_at: dt.datetime
     reason: str | None = phi(FieldClass.CLINICAL)
     cancellation_reason: str | None = phi(FieldClass.CLINICAL)
+    confidential: bool = strawberry.field(description=CONFIDENTIAL)
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
@@ -225,6 +233,7 @@ class Encounter(Node):
     period_start: dt.datetime
     period_end: dt.datetime | None
     reason: str | None = phi(FieldClass.CLINICAL)
+    confidential: bool = strawberry.field(description=CONFIDENTIAL)
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
