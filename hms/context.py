@@ -26,6 +26,8 @@ class Trail:
     patients: set[uuid.UUID] = dataclasses.field(default_factory=set)
     reason: str | None = None
     emergency: bool = False
+    #: The caller's W3C trace id, if it sent one.
+    trace_id: str | None = None
 
 
 #: The running request's trail; None outside a request. DataLoader batches are tasks that share

@@ -109,6 +109,8 @@ class GraphQLRequest:
     client_name: str | None = None
     #: ``HMS-Dry-Run: cost``: cost the operation and say where the caller stands, run nothing.
     dry_run: bool = False
+    #: The caller's W3C trace id (``traceparent``), for the audit event.
+    trace_id: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -522,7 +524,7 @@ class Pipeline:
         db = self.database.request(principal.hospital_id, readonly=readonly, timeout=timeout)
         # The patients this request reads or writes on the interpreted path (its objects say
         # so as they are built), and why; the compiled path names its patients in its answer.
-        trail = Trail()
+        trail = Trail(trace_id=request.trace_id)
         scope = TRAIL.set(trail)
         try:
             try:
@@ -667,6 +669,7 @@ class Pipeline:
             outcome="partial" if partial else "ok",
             purpose="ETREAT" if trail.emergency else "TREAT",
             reason=trail.reason,
+            trace_id=trail.trace_id,
         )
 
     async def _audit_read(
@@ -740,7 +743,11 @@ class Pipeline:
                 return None
             if patients:
                 await self._audit_read(
-                    principal, document, operation, Trail(patients=patients), None
+                    principal,
+                    document,
+                    operation,
+                    Trail(patients=patients, trace_id=request.trace_id),
+                    None,
                 )
         text = data.encode()
         cost = charge.finish_text(text)

@@ -41,20 +41,20 @@ CANONICAL = """concat_ws('|', {r}.hospital_id::text, {r}.id::text, {r}.seq::text
 #: The columns a writer gives (the database sets the rest).
 COLUMNS = (
     "hospital_id, subject, roles, client, operation_type, operation_name, patient_ids,"
-    " field_classes, outcome, purpose, reason"
+    " field_classes, outcome, purpose, reason, trace_id"
 )
 
 _APPEND = text(
     f"INSERT INTO audit_event ({COLUMNS}) VALUES (:hospital_id, :subject, :roles, :client,"
     " :operation_type, :operation_name, :patient_ids, :field_classes, :outcome, :purpose,"
-    " :reason) RETURNING seq"
+    " :reason, :trace_id) RETURNING seq"
 )
 
 
 #: The same append for a statement sent to asyncpg directly (the compiled read path).
 RAW_APPEND = (
     f"INSERT INTO audit_event ({COLUMNS})"
-    " VALUES ($1, $2, $3::text[], $4, $5, $6, $7::uuid[], $8::text[], $9, $10, $11)"
+    " VALUES ($1, $2, $3::text[], $4, $5, $6, $7::uuid[], $8::text[], $9, $10, $11, $12)"
 )
 
 
@@ -73,6 +73,8 @@ class Event:
     #: The user's reason, for operations that need one (never PHI: free text the user typed is
     #: bounded and stored, not logged).
     reason: str | None = None
+    #: The caller's W3C trace id, if it sent a ``traceparent``.
+    trace_id: str | None = None
 
 
 def raw_values(hospital_id: uuid.UUID, event: Event) -> list[Any]:
@@ -89,6 +91,7 @@ def raw_values(hospital_id: uuid.UUID, event: Event) -> list[Any]:
         event.outcome,
         event.purpose,
         event.reason,
+        event.trace_id,
     ]
 
 
@@ -109,6 +112,7 @@ async def append(db: RequestDb, event: Event) -> int:
             "outcome": event.outcome,
             "purpose": event.purpose,
             "reason": event.reason,
+            "trace_id": event.trace_id,
         },
     )
     return seq
@@ -184,6 +188,7 @@ async def trail(db: RequestDb, patient_id: uuid.UUID, before: int | None, limit:
             audit_event.c.purpose,
             audit_event.c.outcome,
             audit_event.c.reason,
+            audit_event.c.trace_id,
         )
         .select_from(
             audit_patient.join(

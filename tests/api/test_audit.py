@@ -493,3 +493,28 @@ async def test_the_trail_refuses_bad_arguments_and_shows_no_other_hospital(
     foreign = to_global_id("Patient", dataset.alpha.patients[0])
     body = await post(client, clinic, caller(), TRAIL, {"id": foreign}, roles=("auditor",))
     assert body["data"]["auditTrail"]["edges"] == []
+
+
+@pytest.mark.parametrize("path", ["compiled", "interpreted"])
+async def test_the_callers_trace_id_is_in_its_event(
+    path: str,
+    client: httpx.AsyncClient,
+    interpreted_client: httpx.AsyncClient,
+    dataset: fixtures.Dataset,
+    database_url: str,
+) -> None:
+    http = client if path == "compiled" else interpreted_client
+    trace = uuid.uuid4().hex
+    for header, subject in (
+        (f"00-{trace}-00f067aa0ba902b7-01", caller()),
+        ("00-not-a-trace-01", caller()),  # ignored, as W3C says: never an error
+    ):
+        bearer = issue(SECRET, subject=subject, hospital_id=dataset.alpha.id, roles=["clinician"])
+        response = await http.post(
+            "/graphql",
+            json={"query": LIST},
+            headers={"Authorization": f"Bearer {bearer}", "traceparent": header},
+        )
+        assert response.status_code == 200
+        (event,) = await events(database_url, subject)
+        assert event["trace_id"] == (trace if "not" not in header else None)

@@ -31,6 +31,9 @@ class AuditEvent:
     reason: str | None = strawberry.field(
         description="The user's reason, for operations that ask for one."
     )
+    trace_id: str | None = strawberry.field(
+        description="The W3C trace id the caller sent (traceparent), to find its own traces."
+    )
 
     @classmethod
     def from_row(cls, row: Any) -> AuditEvent:
@@ -46,6 +49,7 @@ class AuditEvent:
             purpose=row.purpose,
             outcome=row.outcome,
             reason=row.reason,
+            trace_id=row.trace_id,
         )
 
 
