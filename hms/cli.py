@@ -502,11 +502,21 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
             _say(f"unknown hospital {args.hospital!r}")
             return 2
 
+    anchors: dict[uuid.UUID, list[tuple[int, bytes]]] = {}
+    if args.anchors is not None:
+        try:
+            anchors = _read_anchors(Path(args.anchors))
+        except (OSError, ValueError) as error:
+            _say(f"cannot read anchors from {args.anchors}: {error}")
+            return 2
+
     async def check(engine: Any) -> list[tuple[str, int, list[str]]]:
         await audit.seal(engine)  # events of the last moment join the chain first
         results = []
         for slug, hospital_id in rows:
-            checked, problems = await audit.verify(engine, hospital_id)
+            checked, problems = await audit.verify(
+                engine, hospital_id, anchors.get(hospital_id, [])
+            )
             results.append((slug, checked, problems))
         return results
 
@@ -520,6 +530,47 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
         else:
             _say(f"{slug}: {checked} events, chain intact")
     return 1 if broken else 0
+
+
+def _read_anchors(path: Path) -> dict[uuid.UUID, list[tuple[int, bytes]]]:
+    """The anchors of a file ``hms audit anchor`` wrote (JSON lines), by hospital id."""
+    anchors: dict[uuid.UUID, list[tuple[int, bytes]]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            hospital_id = uuid.UUID(item["hospitalId"])
+            seq, digest = int(item["seq"]), bytes.fromhex(item["hash"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"line {number} is not an anchor ({type(error).__name__})") from None
+        if seq > 0:
+            anchors.setdefault(hospital_id, []).append((seq, digest))
+    return anchors
+
+
+def cmd_audit_anchor(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.persistence import audit
+
+    settings = resolve(settings)
+    assert settings.database_url is not None
+    slugs = {pk: slug for slug, pk in asyncio.run(_hospital_rows(settings.database_url))}
+    if args.hospital is not None and args.hospital not in slugs.values():
+        _say(f"unknown hospital {args.hospital!r}")
+        return 2
+
+    async def take(engine: Any) -> list[tuple[uuid.UUID, int, bytes]]:
+        await audit.seal(engine)
+        return await audit.heads(engine)
+
+    at = dt.datetime.now(dt.UTC).isoformat()
+    for hospital_id, seq, digest in asyncio.run(_with_engine(settings.database_url, take)):
+        slug = slugs.get(hospital_id)
+        if slug is None or args.hospital not in (None, slug):
+            continue
+        anchor = {"hospital": slug, "hospitalId": str(hospital_id), "seq": seq}
+        print(json.dumps(anchor | {"hash": digest.hex(), "at": at}))
+    return 0
 
 
 def cmd_export_schema(settings: Settings, args: argparse.Namespace) -> int:
@@ -608,7 +659,18 @@ def parser() -> argparse.ArgumentParser:
         "verify", help="recompute each hospital's hash chain; exit 1 if any was tampered with"
     )
     verify.add_argument("--hospital", help="one hospital's slug (default: every hospital)")
+    verify.add_argument(
+        "--anchors",
+        metavar="FILE",
+        help="heads recorded earlier by 'hms audit anchor': each chain must still pass them",
+    )
     verify.set_defaults(run=cmd_audit_verify)
+    anchor = audit_commands.add_parser(
+        "anchor",
+        help="print each hospital's chain head as a JSON line, to keep outside the database",
+    )
+    anchor.add_argument("--hospital", help="one hospital's slug (default: every hospital)")
+    anchor.set_defaults(run=cmd_audit_anchor)
 
     members = commands.add_parser(
         "members", help="who acts in a hospital with which roles (for OIDC tokens)"

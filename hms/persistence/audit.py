@@ -144,9 +144,24 @@ async def seal(engine: AsyncEngine) -> int:
     return sealed
 
 
-async def verify(engine: AsyncEngine, hospital_id: uuid.UUID) -> tuple[int, list[str]]:
+async def heads(engine: AsyncEngine) -> list[tuple[uuid.UUID, int, bytes]]:
+    """Each hospital's newest sealed event: ``(hospital id, seq, hash)``, as the owner sees it."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(text("SELECT hospital_id, seq, hash FROM audit_head ORDER BY 1"))
+        ).all()
+    return [(row.hospital_id, row.seq, bytes(row.hash)) for row in rows]
+
+
+async def verify(
+    engine: AsyncEngine, hospital_id: uuid.UUID, anchors: Sequence[tuple[int, bytes]] = ()
+) -> tuple[int, list[str]]:
     """Recompute ``hospital_id``'s chain as the owner: the events checked and every break
-    (events not sealed yet are not part of it: run :func:`seal` first)."""
+    (events not sealed yet are not part of it: run :func:`seal` first).
+
+    ``anchors`` are ``(seq, hash)`` heads recorded outside the database earlier (``hms audit
+    anchor``): a chain rewritten from some event on, hashes recomputed and all, is intact in
+    itself but no longer passes through them."""
     problems: list[str] = []
     async with engine.begin() as conn:
         await conn.execute(
@@ -161,6 +176,15 @@ async def verify(engine: AsyncEngine, hospital_id: uuid.UUID) -> tuple[int, list
             problems.append(f"event {row.seq}: does not follow the event before it")
         if not row.consecutive:
             problems.append(f"event {row.seq}: events before it are missing")
+    sealed = {row.seq: bytes(row.hash) for row in rows}
+    for seq, anchored in anchors:
+        if seq not in sealed:
+            problems.append(f"event {seq}, recorded in an anchor, is gone")
+        elif sealed[seq] != anchored:
+            problems.append(
+                f"event {seq} differs from its anchor: the chain was rewritten from there or"
+                " before"
+            )
     newest = (rows[-1].seq, bytes(rows[-1].hash)) if rows else (0, b"")
     recorded = (head.seq, bytes(head.hash)) if head is not None else (0, b"")
     if newest != recorded:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -518,3 +519,63 @@ async def test_the_callers_trace_id_is_in_its_event(
         assert response.status_code == 200
         (event,) = await events(database_url, subject)
         assert event["trace_id"] == (trace if "not" not in header else None)
+
+
+def hms(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        code = cli.main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+async def test_an_anchor_finds_a_chain_rewritten_with_its_hashes(
+    tampered: tuple[fixtures.HospitalData, asyncpg.Connection],
+    hms_verify: Verify,
+    tmp_path: Any,
+) -> None:
+    """A superuser who edits event 5 and reseals everything after it leaves a chain that is
+    intact in itself; the head recorded outside the database before says it was rewritten."""
+    hospital, conn = tampered
+    code, out, _ = await asyncio.to_thread(hms, "audit", "anchor", "--hospital", hospital.slug)
+    assert code == 0
+    (line,) = out.splitlines()
+    anchor = json.loads(line)
+    assert (anchor["hospital"], anchor["hospitalId"], anchor["seq"]) == (
+        hospital.slug,
+        str(hospital.id),
+        12,
+    )
+    anchors = tmp_path / "anchors.jsonl"
+    anchors.write_text(line + "\n")
+    async with conn.transaction():
+        await conn.execute("ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only")
+        await conn.execute(
+            "UPDATE audit_event SET patient_ids = '{}' WHERE hospital_id = $1 AND seq = 5",
+            hospital.id,
+        )
+        await conn.execute(
+            "UPDATE audit_event SET seq = NULL, prev_hash = NULL, hash = NULL"
+            " WHERE hospital_id = $1 AND seq >= 5",
+            hospital.id,
+        )
+        await conn.execute(
+            "UPDATE audit_head SET seq = 4, hash = (SELECT hash FROM audit_event"
+            " WHERE hospital_id = $1 AND seq = 4) WHERE hospital_id = $1",
+            hospital.id,
+        )
+        await conn.execute("SELECT audit_seal($1)", hospital.id)
+        await conn.execute("ALTER TABLE audit_event ENABLE TRIGGER audit_event_append_only")
+    code, said = await hms_verify(hospital.slug)
+    assert (code, "12 events, chain intact" in said) == (0, True)  # rewritten consistently
+    code, _, said = await asyncio.to_thread(
+        hms, "audit", "verify", "--hospital", hospital.slug, "--anchors", str(anchors)
+    )
+    assert code == 1
+    assert "event 12 differs from its anchor: the chain was rewritten" in said
+
+    anchors.write_text('{"hospitalId": "x"}\n')
+    code, _, said = await asyncio.to_thread(
+        hms, "audit", "verify", "--hospital", hospital.slug, "--anchors", str(anchors)
+    )
+    assert code == 2
+    assert "line 1 is not an anchor" in said
