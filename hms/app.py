@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -20,8 +21,9 @@ from starlette.routing import Route
 from hms.cache.backend import RedisCache, cache_from_url
 from hms.context import Principal
 from hms.http import graphiql, headers
+from hms.http.compression import Compression
 from hms.http.graphql import GraphQLEndpoint
-from hms.http.health import healthz, metrics, readyz
+from hms.http.health import Lifecycle, healthz, metrics, readyz
 from hms.limits.budget import MemoryBudgets, RedisBudgets
 from hms.observability.metrics import Metrics
 from hms.persistence import audit, hospitals
@@ -144,6 +146,7 @@ def create_app(settings: Settings) -> Starlette:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             await writer.close()
+            metrics.close()
             await http.aclose()
             await cache.close()
             await database.dispose()
@@ -161,4 +164,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         *graphiql.routes(settings),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=headers.middleware(settings))
+    # Compression innermost: the headers middlewares add to what it sends (CORS merges its Vary).
+    middleware = [*headers.middleware(settings), Middleware(Compression)]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    # Not in the lifespan: the signal that starts shutdown may come at any time while it serves.
+    app.state.lifecycle = Lifecycle()
+    return app

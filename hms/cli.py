@@ -13,12 +13,16 @@ import datetime as dt
 import gc
 import json
 import logging
+import logging.config
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from hms.observability import logs
 from hms.persistence import hospitals, migrate
 from hms.persistence.urls import async_url, asyncpg_dsn
 from hms.security import policy
@@ -46,7 +51,14 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+#: Where ``hms serve`` says things once its logging is JSON lines: a logger, not plain text.
+_notes: Callable[[str], None] | None = None
+
+
 def _say(message: str) -> None:
+    if _notes is not None:
+        _notes(message)
+        return
     print(message, file=sys.stderr, flush=True)
 
 
@@ -151,20 +163,32 @@ def _seed(database_url: str, hospitals_n: int, patients: int, rng_seed: int) -> 
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
     from hms.app import create_app
+    from hms.http import serving
+    from hms.observability import tracing
     from hms.security.tokens import issue
 
+    global _notes
+    if args.verbose:
+        settings = settings.with_(log_level="debug")
+    if settings.log_format == "json":  # every line the server writes is then one JSON object
+        logging.config.dictConfig(logs.config(settings.log_level, "json"))
+        _notes = logging.getLogger("hms.serve").info
     settings = resolve(settings, announce=True)
     assert settings.database_url is not None
     if not wait_for_database(
         settings.database_url, settings.db_startup_timeout, settings.db_connect_timeout
     ):
         return 1
-    migrate.upgrade(settings.database_url)
+    if settings.is_dev:
+        migrate.upgrade(settings.database_url)
+    elif migrate.pending(settings.database_url):
+        # In production the schema moves in its own step (the deploy's migration Job), never
+        # as a side effect of a pod starting, and a pod never serves an older schema.
+        _say("The database is not at this release's schema: run 'hms db upgrade' first")
+        return 1
     rows = asyncio.run(_hospital_rows(settings.database_url))
-    if not rows:
+    if not rows and settings.is_dev:
         _say(f"First start: loading demo data ({DEMO_HOSPITALS} hospitals) ...")
         _seed(settings.database_url, DEMO_HOSPITALS, DEMO_PATIENTS, rng_seed=1)
         rows = asyncio.run(_hospital_rows(settings.database_url))
@@ -184,40 +208,46 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 roles=["clinician"],
             )
             _say(f"Demo token ({slug}, clinician): {token}")
-    log_level = "info" if args.verbose else "warning"
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the previous handler; the
-    # default one would kill the process without running atexit, leaving the embedded
-    # PostgreSQL running. Exiting through Python stops it with the server.
+    tracing.configure()
+    # Until it serves: the default SIGTERM handler would kill the process without running atexit,
+    # leaving the embedded PostgreSQL running. Exiting through Python stops it with the server.
+    # Once serving, SIGTERM is a graceful shutdown after which serving returns (hms.http.serving).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if workers == 1:
         app = create_app(settings)
         tune_gc()
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+        serving.run(app, settings)
     else:
+        assert settings.database_url is not None
         os.environ["HMS_DATABASE_URL"] = settings.database_url
+        os.environ["HMS_LOG_LEVEL"] = settings.log_level
         if settings.jwt_secret is not None:
             os.environ["HMS_JWT_SECRET"] = settings.jwt_secret
         if settings.phi_keys:
             os.environ["HMS_PHI_KEY"] = ",".join(
                 base64.urlsafe_b64encode(key).decode() for key in settings.phi_keys
             )
-        uvicorn.run(
-            "hms.cli:app_factory",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=workers,
-            log_level=log_level,
-        )
+        # Every worker writes its metrics where /metrics, whichever worker answers, reads all.
+        shared = tempfile.mkdtemp(prefix="hms-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+        try:
+            serving.run_workers("hms.cli:app_factory", settings, workers)
+        finally:
+            shutil.rmtree(shared, ignore_errors=True)
     return 0
 
 
 def app_factory() -> object:
     """For uvicorn workers (``--workers N``): the parent resolved everything into the env."""
     from hms.app import create_app
+    from hms.http import serving
+    from hms.observability import tracing
 
-    app = create_app(Settings.from_env())
+    settings = Settings.from_env()
+    tracing.configure()
+    app = create_app(settings)
     tune_gc()
+    serving.drain_on_signals(app.state.lifecycle, settings.shutdown_delay)
     return app
 
 

@@ -51,6 +51,8 @@ from graphql import (
     OperationType,
 )
 from graphql.execution import Middleware
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from hms.cache import keys
 from hms.cache.backend import Cache
@@ -63,8 +65,11 @@ from hms.limits.cost import FieldRule, rules_from_sdl
 from hms.limits.gate import Charge, CostGate, Refusal
 from hms.limits.inputs import InputLimitError, InputLimitsRule, check_variables
 from hms.loaders import Loaders
+from hms.observability import tracing
+from hms.observability.access import SEEN, Seen
 from hms.observability.logs import log_failure
 from hms.observability.metrics import Metrics
+from hms.observability.tracing import TRACER
 from hms.persistence import audit
 from hms.persistence import idempotency as idempotency_keys
 from hms.persistence.cipher import Cipher
@@ -109,8 +114,8 @@ class GraphQLRequest:
     client_name: str | None = None
     #: ``HMS-Dry-Run: cost``: cost the operation and say where the caller stands, run nothing.
     dry_run: bool = False
-    #: The caller's W3C trace id (``traceparent``), for the audit event.
-    trace_id: str | None = None
+    #: The caller's W3C ``traceparent`` header: the request's span continues its trace.
+    traceparent: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -233,6 +238,11 @@ def encode(result: ExecutionResult, media_type: str) -> tuple[int, dict[str, Any
     return 200, body
 
 
+def _trace_id() -> str | None:
+    seen = SEEN.get()
+    return None if seen is None else seen.trace_id
+
+
 class Pipeline:
     """The request steps for one schema and one set of long-lived clients."""
 
@@ -269,7 +279,13 @@ class Pipeline:
         self.middleware = middleware
         self.classes = policy.classes_from_sdl(strawberry_schema.as_str())
         self.compiler = (
-            Compiler(schema, arguments, settings, classes=self.classes)
+            Compiler(
+                schema,
+                arguments,
+                settings,
+                classes=self.classes,
+                count=lambda result: self.metrics.cache.labels("plans", result).inc(),
+            )
             if settings.execution == "compiled"
             else None
         )
@@ -286,21 +302,71 @@ class Pipeline:
             introspection=settings.introspection,
             max_tokens=settings.max_query_tokens,
             extra_rules=(InputLimitsRule,),
+            count=lambda result: self.metrics.cache.labels("documents", result).inc(),
         )
 
     async def run(self, request: GraphQLRequest) -> Reply:
+        """Answer ``request``; its metrics and its access-log line are recorded on the way out,
+        whatever happened."""
+        seen = Seen()
+        scope = SEEN.set(seen)
+        self.metrics.in_flight.inc()
+        status, outcome = 500, "INTERNAL_SERVER_ERROR"
+        with TRACER.start_as_current_span(
+            "graphql.request",
+            context=tracing.incoming(request.traceparent),
+            kind=SpanKind.SERVER,
+            # An exception's message can quote patient data: spans never record one.
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            seen.trace_id = tracing.trace_id_of(span, None)
+            try:
+                reply, outcome = await self._run(request, seen)
+                status = reply.status
+                headers = {
+                    **reply.headers,
+                    "traceresponse": tracing.traceresponse(span, seen.trace_id),
+                }
+                return dataclasses.replace(reply, headers=headers)
+            finally:
+                self.metrics.in_flight.dec()
+                SEEN.reset(scope)
+                seen.done(self.metrics, status, outcome)
+                self.metrics.pools(self.database.engines())
+                if span.is_recording():
+                    tracing.describe(span, seen, status, outcome)
+
+    async def _run(self, request: GraphQLRequest, seen: Seen) -> tuple[Reply, str]:
         try:
             principal = await self.authenticate(request.authorization)
-            text = await self.document_text(request, principal)
-            document, operation = self.document(request, text)
+            seen.user, seen.hospital = principal.subject, principal.hospital_id
+            seen.client = principal.client
+            if request.persisted is not None:
+                with TRACER.start_as_current_span("graphql.persisted"):
+                    text = await self.document_text(request, principal)
+            else:
+                text = await self.document_text(request, principal)
+            with TRACER.start_as_current_span("graphql.validate"):
+                document, operation = self.document(request, text)
+            if tracing.documents_traced():  # opted in: literals in a document can be PHI
+                trace.get_current_span().set_attribute("graphql.document", text)
+            seen.operation_type = operation.operation.value
+            seen.operation_name = operation.name.value if operation.name else None
+            if request.persisted is not None:
+                seen.document_id = request.persisted.id
             self.check_inputs(request)
-            charge = await self.admit(request, principal, document, operation)
+            with TRACER.start_as_current_span("graphql.cost"):
+                charge = await self.admit(request, principal, document, operation)
+            seen.cost_estimated = charge.requested
             if request.dry_run:
-                return self.dry_run_reply(request, charge)
+                return self.dry_run_reply(request, charge), "dry_run"
             # Kept only once it is known to be valid and within the cost limits.
             if request.persisted is not None and request.query is not None:
                 await self.register(request, principal, text)
-            reply = await self.execute(request, principal, document, operation, text, charge)
+            with TRACER.start_as_current_span("graphql.execute"):
+                reply = await self.execute(request, principal, document, operation, text, charge)
+            seen.cost_actual = charge.actual
             await self.costs.settle(charge)
         except Failure as failure:
             # An answer, not a fault: its traceback is never shown, and the frames on it can
@@ -308,13 +374,16 @@ class Pipeline:
             failure.__traceback__ = None
             if failure.code in PERSISTED_CODES:
                 self.metrics.document_rejections.labels(failure.code).inc()
-            return failure_reply(failure, request.media_type)
+            if failure.code == "TIMEOUT":
+                self.metrics.deadlines.inc()
+            seen.errors.append(failure.code)
+            return failure_reply(failure, request.media_type), failure.code
         # Only reference data may be kept by the client, and only from a GET (hms.documents
         # .caching); everything else, patient data above all, is not stored anywhere.
         cacheable = request.method == "GET" and reply.status == 200 and document.max_age
         control = f"private, max-age={document.max_age}" if cacheable else "no-store"
         headers = {**reply.headers, **charge.headers(), "Cache-Control": control}
-        return dataclasses.replace(reply, headers=headers)
+        return dataclasses.replace(reply, headers=headers), "partial" if seen.errors else "ok"
 
     async def admit(
         self,
@@ -524,7 +593,7 @@ class Pipeline:
         db = self.database.request(principal.hospital_id, readonly=readonly, timeout=timeout)
         # The patients this request reads or writes on the interpreted path (its objects say
         # so as they are built), and why; the compiled path names its patients in its answer.
-        trail = Trail(trace_id=request.trace_id)
+        trail = Trail(trace_id=_trace_id())
         scope = TRAIL.set(trail)
         try:
             try:
@@ -545,6 +614,11 @@ class Pipeline:
             raise unavailable("The database is unavailable; retry shortly") from None
         finally:
             TRAIL.reset(scope)
+            seen = SEEN.get()
+            if seen is not None:
+                seen.statements = db.statements
+                if db.waited is not None:
+                    self.metrics.pool_wait.observe(db.waited)
             if not db.closed:  # a refusal, a deadline, a cancelled request: nothing is kept
                 await db.close()
 
@@ -565,7 +639,9 @@ class Pipeline:
                 request, principal, document, operation, db, now, charge
             )
             if compiled is not None:
+                self._seen_path("compiled")
                 return compiled, False
+        self._seen_path("interpreted")
         if idempotency is not None:
             key, fingerprint = idempotency
             claimed = await idempotency_keys.claim(
@@ -612,9 +688,16 @@ class Pipeline:
             await loaders.outstanding.settle()
         finally:
             loaders.close()
+            for name, size in loaders.outstanding.batches:
+                self.metrics.loader_batch.labels(name).observe(size)
         if db.failure is not None:  # a resolver may have turned it into a field error
             raise db.failure
         status, body = encode(result, request.media_type)
+        seen = SEEN.get()
+        if seen is not None:
+            seen.errors += [
+                e.get("extensions", {}).get("code", "-") for e in body.get("errors", ())
+            ]
         if "data" in body:
             body["extensions"] = {"cost": charge.finish(result.data)}
         else:
@@ -634,6 +717,7 @@ class Pipeline:
             await audit.append(
                 db, self._event(principal, document, operation, trail, bool(result.errors))
             )
+            self.metrics.audit_events.labels("request").inc()
         payload = orjson.dumps(body)
         media_type = content_type(request.media_type)
         if idempotency is not None and commit:
@@ -687,6 +771,7 @@ class Pipeline:
         event = self._event(principal, document, operation, trail, partial)
         if self.audit_writer is not None:
             await self.audit_writer.append(principal.hospital_id, event)
+            self.metrics.audit_events.labels("batch").inc()
             return
         db = self.database.request(
             principal.hospital_id,
@@ -697,6 +782,7 @@ class Pipeline:
         try:
             await audit.append(db, event)
             await db.close(commit=True)
+            self.metrics.audit_events.labels("request").inc()
         finally:
             if not db.closed:
                 await db.close()
@@ -746,13 +832,19 @@ class Pipeline:
                     principal,
                     document,
                     operation,
-                    Trail(patients=patients, trace_id=request.trace_id),
+                    Trail(patients=patients, trace_id=_trace_id()),
                     None,
                 )
         text = data.encode()
         cost = charge.finish_text(text)
         body = b'{"data":' + text + b',"extensions":' + orjson.dumps({"cost": cost}) + b"}"
         return Reply(200, body, content_type(request.media_type))
+
+    @staticmethod
+    def _seen_path(path: str) -> None:
+        seen = SEEN.get()
+        if seen is not None:
+            seen.path = path
 
     async def _end(self, db: RequestDb, *, commit: bool) -> None:
         """End the transaction; a commit that fails is never answered as success."""

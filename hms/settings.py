@@ -130,6 +130,16 @@ def phi_keys(raw: str | None) -> tuple[bytes, ...]:
     return tuple(keys)
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -202,6 +212,17 @@ class Settings:
     db_connect_timeout: float = 5.0
     #: How long ``hms serve`` waits for PostgreSQL to accept connections at start.
     db_startup_timeout: float = 60.0
+    #: On SIGTERM, ``hms serve`` first waits ``shutdown_delay`` seconds while still serving (only
+    #: ``/readyz`` answers 503, so load balancers stop sending traffic), then stops accepting
+    #: connections and gives in-flight requests up to ``shutdown_timeout`` whole seconds (uvicorn's
+    #: unit) before cutting them. Both together stay below Kubernetes' default
+    #: terminationGracePeriodSeconds (30).
+    shutdown_delay: float = 0.0
+    shutdown_timeout: int = 25
+    #: Log level of every logger, and the lines' form: ``json`` (one object per line, for a log
+    #: pipeline; the default in prod) or ``text`` (for a terminal; the default in dev).
+    log_level: str = "info"
+    log_format: str = "text"
     #: Tokens whose ``exp`` is further than this after ``iat`` are refused.
     max_token_lifetime: dt.timedelta = dt.timedelta(hours=24)
     #: ``compiled``: queries the compiler covers run as one SQL statement; ``interpreted``: all
@@ -363,6 +384,12 @@ class Settings:
             write_timeout=_seconds(env, "HMS_WRITE_TIMEOUT", 15.0),
             db_connect_timeout=_seconds(env, "HMS_DB_CONNECT_TIMEOUT", 5.0),
             db_startup_timeout=_seconds(env, "HMS_DB_STARTUP_TIMEOUT", 60.0, minimum=0),
+            shutdown_delay=_seconds(env, "HMS_SHUTDOWN_DELAY", 0.0, minimum=0),
+            shutdown_timeout=_int(env, "HMS_SHUTDOWN_TIMEOUT", 25, minimum=1),
+            log_level=_choice(env, "HMS_LOG_LEVEL", "info", LOG_LEVELS),
+            log_format=_choice(
+                env, "HMS_LOG_FORMAT", "text" if is_dev else "json", ("json", "text")
+            ),
             execution="compiled" if execution == "compiled" else "interpreted",
             document_mode=document_mode,
             document_modes=document_modes,

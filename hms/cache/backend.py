@@ -7,9 +7,11 @@ increments) for a single process, which is what the embedded default runs.
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as redis
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 
 class Cache(Protocol):
@@ -78,6 +80,19 @@ class MemoryCache:
         self._data.clear()
 
 
+TRACER = trace.get_tracer("hms")
+
+
+def _span(command: str) -> Any:
+    """A span for one Redis command: its verb, never its key (keys can name documents)."""
+    return TRACER.start_as_current_span(
+        f"redis {command}",
+        kind=SpanKind.CLIENT,
+        attributes={"db.system": "redis", "db.operation": command},
+        record_exception=False,
+    )
+
+
 class RedisCache:
     """Redis-backed cache; every key is prefixed so several deployments can share one Redis."""
 
@@ -92,30 +107,37 @@ class RedisCache:
         return cls(redis.Redis.from_url(url, socket_timeout=2.0), prefix=prefix)
 
     async def get(self, key: str) -> bytes | None:
-        value: bytes | str | None = await self.client.get(self.prefix + key)
+        with _span("GET"):
+            value: bytes | str | None = await self.client.get(self.prefix + key)
         if value is None or isinstance(value, bytes):
             return value
         return value.encode()
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        await self.client.set(self.prefix + key, value, px=None if ttl is None else int(ttl * 1000))
+        with _span("SET"):
+            await self.client.set(
+                self.prefix + key, value, px=None if ttl is None else int(ttl * 1000)
+            )
 
     async def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
-        stored = await self.client.set(
-            self.prefix + key, value, nx=True, px=None if ttl is None else int(ttl * 1000)
-        )
+        with _span("SET"):
+            stored = await self.client.set(
+                self.prefix + key, value, nx=True, px=None if ttl is None else int(ttl * 1000)
+            )
         return bool(stored)
 
     async def delete(self, key: str) -> None:
-        await self.client.delete(self.prefix + key)
+        with _span("DEL"):
+            await self.client.delete(self.prefix + key)
 
     async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         full = self.prefix + key
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.incrby(full, amount)
-            if ttl is not None:
-                pipe.pexpire(full, int(ttl * 1000), nx=True)
-            result = await pipe.execute()
+        with _span("INCRBY"):
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.incrby(full, amount)
+                if ttl is not None:
+                    pipe.pexpire(full, int(ttl * 1000), nx=True)
+                result = await pipe.execute()
         return int(result[0])
 
     async def ping(self) -> None:

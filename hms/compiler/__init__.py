@@ -15,7 +15,7 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from graphql import (
@@ -91,7 +91,9 @@ class Compiler:
         *,
         classes: Mapping[tuple[str, str], FieldClass] | None = None,
         size: int = 1024,
+        count: Callable[[str], None] = lambda result: None,
     ) -> None:
+        self.count = count  # "hit" or "miss" of the plan cache, for metrics
         self.schema = schema
         self.arguments = arguments
         self.settings = settings
@@ -151,11 +153,14 @@ class Compiler:
         variants = entry.plans
         for plan in variants:
             try:
-                return Compiled(plan.sql, plan.bind(binding), plan.touches)
+                compiled = Compiled(plan.sql, plan.bind(binding), plan.touches)
             except Mismatch:
                 continue
             except Deopt:
                 return None
+            self.count("hit")
+            return compiled
+        self.count("miss")
         try:
             fragments = _fragments(document)
             plan = compile_plan(self.schema, self.arguments, fragments, operation, binding)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from graphql import (
@@ -53,8 +53,10 @@ class DocumentCache:
         introspection: bool,
         max_tokens: int,
         extra_rules: Sequence[type[ASTValidationRule]] = (),
+        count: Callable[[str], None] = lambda result: None,
     ) -> None:
         self.schema = schema
+        self.count = count  # "hit" or "miss", for metrics
         self.size = size
         self.max_tokens = max_tokens
         rules: list[type[ASTValidationRule]] = [*specified_rules, *extra_rules]
@@ -69,7 +71,9 @@ class DocumentCache:
         document = self._items.get(query)
         if document is not None:
             self._items.move_to_end(query)
+            self.count("hit")
             return document
+        self.count("miss")
         document = self._build(query)
         self._items[query] = document
         if len(self._items) > self.size:

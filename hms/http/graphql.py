@@ -26,7 +26,6 @@ from starlette.types import Receive
 
 from hms.documents.persisted import BadDocumentId, PersistedRef, parse_id
 from hms.http.responses import GRAPHQL_RESPONSE, JSON, error_response
-from hms.observability import trace
 from hms.observability.logs import log_failure
 from hms.pipeline import Failure, GraphQLRequest, Pipeline, Reply, bad_request, failure_reply
 
@@ -165,7 +164,7 @@ class GraphQLEndpoint:
             persisted=persisted,
             client_name=request.headers.get("apollographql-client-name"),
             dry_run=self._dry_run(request),
-            trace_id=trace.trace_id(request.headers.get("traceparent")),
+            traceparent=request.headers.get("traceparent"),
         )
 
     async def _body(self, request: Request) -> bytes:

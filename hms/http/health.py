@@ -6,6 +6,10 @@ request needs. Redis has a fallback (nothing on the request path needs it yet), 
 outage is reported as ``degraded`` in the body and in ``hms_dependency_up``, with 200: taking
 every instance out of rotation because of the cache would turn a degraded service into an
 outage.
+
+A process that has begun to shut down answers ``/readyz`` with 503 ``draining`` without asking
+any dependency, while ``/healthz`` still answers 200: it should get no new traffic, but it is
+not broken and must not be restarted while it finishes its requests.
 """
 
 from __future__ import annotations
@@ -23,12 +27,31 @@ READY_TIMEOUT = 2.0
 REQUIRED = {"database": True, "cache": False}
 
 
+class Lifecycle:
+    """Whether this process is shutting down; ``drain()`` is safe to call from a signal handler.
+
+    ``hms serve`` calls it as soon as SIGTERM or SIGINT arrives (``hms.cli``), before uvicorn stops
+    accepting connections and long before the lifespan's shutdown, which runs only after the
+    in-flight requests have finished.
+    """
+
+    __slots__ = ("draining",)
+
+    def __init__(self) -> None:
+        self.draining = False
+
+    def drain(self) -> None:
+        self.draining = True
+
+
 async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
 async def readyz(request: Request) -> Response:
     state = request.app.state
+    if state.lifecycle.draining:
+        return json_response({"status": "draining"}, status=503)
     checks: dict[str, str] = {}
     for name, probe in (("database", state.database.ping), ("cache", state.cache.ping)):
         try:

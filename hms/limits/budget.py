@@ -20,6 +20,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 import redis.asyncio as redis
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,9 @@ class Outcome:
     admitted: bool
     available: float
     wait: float = 0.0
+
+
+TRACER = trace.get_tracer("hms")
 
 
 class BudgetUnavailable(Exception):
@@ -143,15 +148,21 @@ class RedisBudgets:
     ) -> tuple[bool, float, float]:
         mine, theirs = rates
         try:
-            admitted, level, wait = await self.script(
-                keys=[self.prefix + caller, self.prefix + hospital],
-                args=[
-                    op, repr(float(amount)),
-                    repr(mine.capacity), repr(mine.per_second),
-                    repr(theirs.capacity), repr(theirs.per_second),
-                    "1" if force else "0",
-                ],
-            )  # fmt: skip
+            with TRACER.start_as_current_span(
+                "redis EVALSHA",
+                kind=SpanKind.CLIENT,
+                attributes={"db.system": "redis", "db.operation": "EVALSHA", "hms.budget": op},
+                record_exception=False,
+            ):
+                admitted, level, wait = await self.script(
+                    keys=[self.prefix + caller, self.prefix + hospital],
+                    args=[
+                        op, repr(float(amount)),
+                        repr(mine.capacity), repr(mine.per_second),
+                        repr(theirs.capacity), repr(theirs.per_second),
+                        "1" if force else "0",
+                    ],
+                )  # fmt: skip
         except (redis.RedisError, OSError) as error:
             raise BudgetUnavailable(type(error).__name__) from None
         seconds = float(wait)

@@ -18,9 +18,12 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
 from aiodataloader import DataLoader
+from opentelemetry import trace
 
 from hms.persistence.database import RequestDb
 from hms.persistence.pages import PageRows, PageSpec
+
+TRACER = trace.get_tracer("hms")
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -38,6 +41,8 @@ class Outstanding:
 
     def __init__(self) -> None:
         self._futures: set[asyncio.Future[Any]] = set()
+        #: ``(loader, keys)`` of every batch run, for metrics.
+        self.batches: list[tuple[str, int]] = []
 
     def add(self, future: asyncio.Future[Any]) -> None:
         if not future.done() and future not in self._futures:
@@ -73,6 +78,17 @@ class TrackedLoader(DataLoader[K, V], Generic[K, V]):
         self.outstanding.add(future)
         return future
 
+    def batched(self, fetch: Callable[..., Any], keys: Sequence[Any]) -> Any:
+        """Record a batch of ``keys`` for ``fetch`` (named ``module.function``) and trace it:
+        the span to run the batch in."""
+        name = f"{fetch.__module__.rsplit('.', 1)[-1]}.{fetch.__name__}"
+        self.outstanding.batches.append((name, len(keys)))
+        return TRACER.start_as_current_span(
+            f"dataloader {name}",
+            attributes={"hms.loader.keys": len(keys)},
+            record_exception=False,  # an exception's message can quote patient data
+        )
+
 
 class RowByKeyLoader(TrackedLoader[K, Any], Generic[K]):
     """Rows looked up by a unique column (``id``, ``mrn``); a miss (or a foreign row) is None."""
@@ -85,7 +101,9 @@ class RowByKeyLoader(TrackedLoader[K, Any], Generic[K]):
         self.attribute = attribute
 
     async def batch_load_fn(self, keys: list[K]) -> list[Any]:
-        found = {getattr(row, self.attribute): row for row in await self.fetch(self.db, keys)}
+        with self.batched(self.fetch, keys):
+            rows = await self.fetch(self.db, keys)
+        found = {getattr(row, self.attribute): row for row in rows}
         return [found.get(key) for key in keys]
 
 
@@ -101,10 +119,11 @@ class PageByParentLoader(TrackedLoader[tuple[uuid.UUID, F, PageSpec], PageRows],
         for parent_id, filter_, spec in keys:
             groups.setdefault((filter_, spec), []).append(parent_id)
         results: dict[tuple[uuid.UUID, F, PageSpec], PageRows] = {}
-        for (filter_, spec), parent_ids in groups.items():
-            pages = await self.fetch(self.db, parent_ids, filter_, spec)
-            for parent_id in parent_ids:
-                results[(parent_id, filter_, spec)] = pages[parent_id]
+        with self.batched(self.fetch, keys):
+            for (filter_, spec), parent_ids in groups.items():
+                pages = await self.fetch(self.db, parent_ids, filter_, spec)
+                for parent_id in parent_ids:
+                    results[(parent_id, filter_, spec)] = pages[parent_id]
         return [results[key] for key in keys]
 
 
@@ -120,8 +139,9 @@ class CountByParentLoader(TrackedLoader[tuple[uuid.UUID, F], int], Generic[F]):
         for parent_id, filter_ in keys:
             groups.setdefault(filter_, []).append(parent_id)
         results: dict[tuple[uuid.UUID, F], int] = {}
-        for filter_, parent_ids in groups.items():
-            counts = await self.fetch(self.db, parent_ids, filter_)
-            for parent_id in parent_ids:
-                results[(parent_id, filter_)] = counts[parent_id]
+        with self.batched(self.fetch, keys):
+            for filter_, parent_ids in groups.items():
+                counts = await self.fetch(self.db, parent_ids, filter_)
+                for parent_id in parent_ids:
+                    results[(parent_id, filter_)] = counts[parent_id]
         return [results[key] for key in keys]

@@ -182,8 +182,7 @@ async def verify(
             problems.append(f"event {seq}, recorded in an anchor, is gone")
         elif sealed[seq] != anchored:
             problems.append(
-                f"event {seq} differs from its anchor: the chain was rewritten from there or"
-                " before"
+                f"event {seq} differs from its anchor: the chain was rewritten from there or before"
             )
     newest = (rows[-1].seq, bytes(rows[-1].hash)) if rows else (0, b"")
     recorded = (head.seq, bytes(head.hash)) if head is not None else (0, b"")

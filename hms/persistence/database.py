@@ -22,13 +22,16 @@ import asyncio
 import contextlib
 import itertools
 import math
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import Executable, Row, text
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
+from sqlalchemy import Executable, Row, event, text
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
@@ -129,7 +132,31 @@ def classify(error: BaseException) -> DatabaseFailure | None:
     return None
 
 
+TRACER = trace.get_tracer("hms")
+_DB = {"db.system": "postgresql"}
+#: Where each connection keeps the text of its latest statement, for its span.
+_LAST = "hms.statement"
+
+
+def _remember(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    conn.info[_LAST] = statement
+
+
+def _describe(span: Span, statement: str | None) -> None:
+    """Name a statement's span by its verb and attach its text (parameters are never in it)."""
+    if statement is None:
+        return
+    span.update_name(statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "db")
+    span.set_attribute("db.statement", statement)
+
+
 def _engine(url: str, settings: Settings) -> AsyncEngine:
+    engine = _new_engine(url, settings)
+    event.listen(engine.sync_engine, "before_cursor_execute", _remember)
+    return engine
+
+
+def _new_engine(url: str, settings: Settings) -> AsyncEngine:
     return create_async_engine(
         async_url(url),
         pool_size=settings.db_pool_size,
@@ -195,6 +222,11 @@ class Database:
         deadline = asyncio.get_running_loop().time() + timeout
         return RequestDb(engine, hospital_id, readonly=readonly, deadline=deadline)
 
+    def engines(self) -> list[tuple[str, AsyncEngine]]:
+        """The request pools, named for metrics (primary, replica-1, …)."""
+        named = [("primary", self.primary)]
+        return named + [(f"replica-{i}", e) for i, e in enumerate(self.replicas, 1)]
+
     async def ping(self) -> None:
         """One round trip to the primary; a connection left stale by a restart is retried."""
         for attempt in (1, 2):
@@ -234,6 +266,10 @@ class RequestDb:
         self._tx: AsyncTransaction | None = None
         self._closed = False
         self._holder: asyncio.Task[Any] | None = None
+        #: Statements run (not counting the transaction's begin and tenant bind), and how long
+        #: the request waited for its connection: for metrics and traces.
+        self.statements = 0
+        self.waited: float | None = None
 
     @property
     def closed(self) -> bool:
@@ -267,7 +303,9 @@ class RequestDb:
         # (and every older one) on the first failure, so one retry gets a fresh connection.
         # Nothing has run in the transaction yet, so the retry cannot repeat a write.
         for attempt in (1, 2):
+            asked = time.perf_counter()
             conn = await self.engine.connect()
+            self.waited = time.perf_counter() - asked
             try:
                 if self.readonly:
                     conn = await conn.execution_options(
@@ -300,7 +338,15 @@ class RequestDb:
             try:
                 if self._conn is None:
                     self._conn = await self._open()
-                return await step(self._conn)
+                self.statements += 1
+                with TRACER.start_as_current_span(
+                    "db", kind=SpanKind.CLIENT, attributes=_DB, record_exception=False
+                ) as span:
+                    result = await step(self._conn)
+                    sync = self._conn.sync_connection
+                    if span.is_recording() and sync is not None:
+                        _describe(span, sync.info.get(_LAST))
+                    return result
             except Exception as error:
                 failure = self._classify(error)
                 if failure is None:
@@ -349,8 +395,14 @@ class RequestDb:
             if self._closed:
                 raise RequestClosed()
             self._holder = asyncio.current_task()
+            self.statements += 1
             try:
-                return await self._fetch_json(sql, params)
+                with TRACER.start_as_current_span(
+                    "db", kind=SpanKind.CLIENT, attributes=_DB, record_exception=False
+                ) as span:
+                    if span.is_recording():
+                        _describe(span, sql)
+                    return await self._fetch_json(sql, params)
             except Exception as error:
                 failure = self._classify(error)
                 if failure is None:
@@ -373,7 +425,9 @@ class RequestDb:
             " set_config('plan_cache_mode', 'force_generic_plan', true)"
         )
         for attempt in (1, 2):
+            asked = time.perf_counter()
             conn = await self.engine.connect()
+            self.waited = time.perf_counter() - asked
             try:
                 raw: Any = (await conn.get_raw_connection()).driver_connection
                 try:

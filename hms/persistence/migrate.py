@@ -35,3 +35,28 @@ def downgrade(database_url: str, revision: str = "base") -> None:
 def check(database_url: str) -> None:
     """Raise ``alembic.util.CommandError`` if the models differ from the migrated schema."""
     command.check(alembic_config(database_url))
+
+
+def pending(database_url: str) -> bool:
+    """Whether the database is behind this code's newest migration (or not migrated at all)."""
+    import asyncio
+
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    heads = set(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
+
+    async def current() -> set[str]:
+        engine = create_async_engine(async_url(database_url))
+        try:
+            async with engine.connect() as conn:
+                return set(
+                    await conn.run_sync(
+                        lambda sync: MigrationContext.configure(sync).get_current_heads()
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(current()) != heads

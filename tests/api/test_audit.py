@@ -497,28 +497,31 @@ async def test_the_trail_refuses_bad_arguments_and_shows_no_other_hospital(
 
 
 @pytest.mark.parametrize("path", ["compiled", "interpreted"])
-async def test_the_callers_trace_id_is_in_its_event(
+async def test_the_trace_id_is_in_the_event_and_the_answer(
     path: str,
     client: httpx.AsyncClient,
     interpreted_client: httpx.AsyncClient,
     dataset: fixtures.Dataset,
     database_url: str,
 ) -> None:
+    """The caller's trace continues (its id in the event and in ``traceresponse``); without a
+    valid ``traceparent`` (a malformed one is ignored, as W3C says) the request has a fresh
+    one, the same in both places."""
     http = client if path == "compiled" else interpreted_client
     trace = uuid.uuid4().hex
-    for header, subject in (
-        (f"00-{trace}-00f067aa0ba902b7-01", caller()),
-        ("00-not-a-trace-01", caller()),  # ignored, as W3C says: never an error
-    ):
+    for header in (f"00-{trace}-00f067aa0ba902b7-01", "00-not-a-trace-01", None):
+        subject = caller()
         bearer = issue(SECRET, subject=subject, hospital_id=dataset.alpha.id, roles=["clinician"])
-        response = await http.post(
-            "/graphql",
-            json={"query": LIST},
-            headers={"Authorization": f"Bearer {bearer}", "traceparent": header},
-        )
+        headers = {"Authorization": f"Bearer {bearer}"}
+        if header is not None:
+            headers["traceparent"] = header
+        response = await http.post("/graphql", json={"query": LIST}, headers=headers)
         assert response.status_code == 200
+        version, answered, span, _flags = response.headers["traceresponse"].split("-")
+        assert (version, len(answered), len(span)) == ("00", 32, 16)
         (event,) = await events(database_url, subject)
-        assert event["trace_id"] == (trace if "not" not in header else None)
+        assert event["trace_id"] == answered
+        assert (answered == trace) == (header is not None and "not" not in header)
 
 
 def hms(*argv: str) -> tuple[int, str, str]:

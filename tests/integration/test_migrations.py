@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import pytest
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -158,3 +159,24 @@ async def test_events_sealed_before_0007_still_verify_after_it(
         assert await audit.verify(engine, hospital) == (5, [])
     finally:
         await engine.dispose()
+
+
+async def test_production_serves_only_a_migrated_database(
+    empty_database: Callable[[], Awaitable[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``hms serve`` in prod never migrates (the deploy's Job does) and never serves an older
+    schema: it says so and exits 1."""
+    from hms import cli
+
+    url = await empty_database()
+    assert await asyncio.to_thread(migrate.pending, url)
+    monkeypatch.setenv("HMS_ENV", "prod")
+    monkeypatch.setenv("HMS_DATABASE_URL", url)
+    monkeypatch.setenv("HMS_JWT_SECRET", "s" * 32)
+    monkeypatch.setenv("HMS_LOG_FORMAT", "text")
+    assert await asyncio.to_thread(cli.main, ["serve"]) == 1
+    assert await _tables(url) == set()  # nothing migrated behind the operator's back
+    await asyncio.to_thread(migrate.upgrade, url, "0006")
+    assert await asyncio.to_thread(migrate.pending, url)
+    await asyncio.to_thread(migrate.upgrade, url)
+    assert not await asyncio.to_thread(migrate.pending, url)

@@ -35,6 +35,15 @@ def running(
     command: list[str], env: Mapping[str, str], port: int, log: Path, *, startup: float = 60.0
 ) -> Iterator[str]:
     """Start ``command``, yield its base URL once /healthz answers, SIGTERM it afterwards."""
+    with started(command, env, port, log, startup=startup) as (_, base):
+        yield base
+
+
+@contextlib.contextmanager
+def started(
+    command: list[str], env: Mapping[str, str], port: int, log: Path, *, startup: float = 60.0
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Like ``running``, yielding the process too (a test may stop it itself)."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT
@@ -51,7 +60,7 @@ def running(
             if time.monotonic() > deadline:
                 pytest.fail(f"server not healthy after {startup:g}s:\n{log.read_text()}")
             time.sleep(0.1)
-        yield base
+        yield process, base
     finally:
         process.terminate()
         try:

@@ -59,6 +59,9 @@ def test_prod_requires_a_secret_and_turns_off_dev_surfaces() -> None:
         ({"HMS_CORS_ORIGINS": "https://a.org/app"}, "not an origin"),
         ({"HMS_CORS_ORIGINS": "ftp://a.org"}, "not an origin"),
         ({"HMS_CORS_ORIGINS": "https://user@a.org"}, "not an origin"),
+        ({"HMS_SHUTDOWN_TIMEOUT": "0"}, "HMS_SHUTDOWN_TIMEOUT must be at least 1"),
+        ({"HMS_SHUTDOWN_TIMEOUT": "2.5"}, "HMS_SHUTDOWN_TIMEOUT must be an integer"),
+        ({"HMS_SHUTDOWN_DELAY": "-1"}, "HMS_SHUTDOWN_DELAY must be at least 0 seconds"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
