@@ -582,3 +582,28 @@ async def test_an_anchor_finds_a_chain_rewritten_with_its_hashes(
     )
     assert code == 2
     assert "line 1 is not an anchor" in said
+
+
+async def test_a_stalled_sealer_holds_up_no_request(
+    client: httpx.AsyncClient, clinic: fixtures.HospitalData, database_url: str
+) -> None:
+    """A sealer whose commit is late (a stalled worker) keeps its hospital's head row locked;
+    reads of that hospital still answer at once, and their events join the chain later."""
+    subject = caller()
+    await post(client, clinic, subject, "{ patients(first: 1) { edges { node { id } } } }")
+    stalled = await asyncpg.connect(database_url)
+    try:
+        await stalled.execute("BEGIN")
+        await stalled.execute("SELECT audit_seal($1)", clinic.id)  # holds the head, uncommitted
+        started = asyncio.get_running_loop().time()
+        for _ in range(3):
+            body = await asyncio.wait_for(
+                post(client, clinic, subject, "{ patients(first: 1) { edges { node { id } } } }"),
+                timeout=5,
+            )
+            assert "errors" not in body
+        assert asyncio.get_running_loop().time() - started < 5
+        await stalled.execute("COMMIT")
+    finally:
+        await stalled.close()
+    assert len(await events(database_url, subject)) == 4
