@@ -28,6 +28,7 @@ from hms.limits.budget import MemoryBudgets, RedisBudgets
 from hms.observability.metrics import Metrics
 from hms.persistence import audit, hospitals
 from hms.persistence.database import Database, side_engine
+from hms.persistence.replicas import Replicas
 from hms.pipeline import Pipeline
 from hms.schema import schema
 from hms.security.identity import Authenticator, Memberships, OidcAuthenticator, Tenants
@@ -54,6 +55,17 @@ async def _seal_every(database_url: str, seconds: float) -> None:
                 log.warning("sealing audit events failed (%s)", type(error).__name__)
     finally:
         await engine.dispose()
+
+
+async def _check_every(routing: Replicas, metrics: Metrics, seconds: float) -> None:
+    """Check the replicas every ``seconds`` (each on a connection of its own) until cancelled."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await routing.check()
+        except Exception as error:  # the next round tries again
+            log.warning("checking replicas failed (%s)", type(error).__name__)
+        metrics.replicas(routing)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -137,10 +149,17 @@ def create_app(settings: Settings) -> Starlette:
         # Started here, next to the sealer, so nothing can fail between its start and the
         # `finally` that stops it.
         following = None if listener is None else asyncio.create_task(listener.run())
+        checking = None
+        if database.routing is not None:
+            routing = database.routing
+            await routing.check()  # replicas enter rotation only once seen well
+            checking = asyncio.create_task(
+                _check_every(routing, metrics, settings.replica_check_seconds)
+            )
         try:
             yield
         finally:
-            for task in (sealer, following):
+            for task in (sealer, following, checking):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -15,6 +15,7 @@ import json
 import logging
 import logging.config
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -454,6 +455,49 @@ def _in_hospital(settings: Settings, slug: str) -> tuple[str, uuid.UUID] | None:
     return url, found[slug]
 
 
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+
+
+def cmd_hospitals_add(settings: Settings, args: argparse.Namespace) -> int:
+    """Create a hospital (a tenant): how a production database gets its first one."""
+    import zoneinfo
+
+    if not _SLUG.fullmatch(args.slug):
+        _say("--slug must be 2 to 63 lowercase letters, digits and dashes, starting alphanumeric")
+        return 2
+    name = args.name.strip()
+    if not 0 < len(name) <= 200:
+        _say("--name must be 1 to 200 characters")
+        return 2
+    try:
+        zoneinfo.ZoneInfo(args.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        _say(f"--timezone must be an IANA time zone such as Europe/Berlin, got {args.timezone!r}")
+        return 2
+    url = resolve(settings).database_url
+    assert url is not None
+    row = asyncio.run(
+        _with_engine(
+            url, lambda engine: hospitals.create_as_owner(engine, args.slug, name, args.timezone)
+        )
+    )
+    if row is None:
+        _say(f"a hospital with the slug {args.slug!r} exists already")
+        return 1
+    print(row.id)
+    _say(f"hospital {row.slug} created; give people roles in it with: hms members add")
+    return 0
+
+
+def cmd_hospitals_list(settings: Settings, args: argparse.Namespace) -> int:
+    url = resolve(settings).database_url
+    assert url is not None
+    engine_rows = asyncio.run(_with_engine(url, hospitals.all_as_owner))
+    for row in engine_rows:
+        print(f"{row.slug}\t{row.id}\t{row.timezone}\t{row.name}")
+    return 0
+
+
 def cmd_members_add(settings: Settings, args: argparse.Namespace) -> int:
     from hms.persistence import memberships
 
@@ -701,6 +745,15 @@ def parser() -> argparse.ArgumentParser:
     )
     anchor.add_argument("--hospital", help="one hospital's slug (default: every hospital)")
     anchor.set_defaults(run=cmd_audit_anchor)
+
+    hospital_parser = commands.add_parser("hospitals", help="the hospitals (tenants)")
+    hospital_commands = hospital_parser.add_subparsers(dest="hospitals_command", required=True)
+    create = hospital_commands.add_parser("add", help="create a hospital; prints its id")
+    create.add_argument("--slug", required=True, help="short unique name, e.g. st-mary")
+    create.add_argument("--name", required=True, help="the hospital's name")
+    create.add_argument("--timezone", default="UTC", help="IANA time zone (default UTC)")
+    create.set_defaults(run=cmd_hospitals_add)
+    hospital_commands.add_parser("list", help="every hospital").set_defaults(run=cmd_hospitals_list)
 
     members = commands.add_parser(
         "members", help="who acts in a hospital with which roles (for OIDC tokens)"

@@ -238,6 +238,10 @@ def encode(result: ExecutionResult, media_type: str) -> tuple[int, dict[str, Any
     return 200, body
 
 
+#: A WAL position no replica reaches: the read goes to the primary.
+_ALWAYS_PRIMARY = 2**63 - 1
+
+
 def _trace_id() -> str | None:
     seen = SEEN.get()
     return None if seen is None else seen.trace_id
@@ -590,7 +594,56 @@ class Pipeline:
         readonly = operation.operation is OperationType.QUERY
         timeout = self.settings.read_timeout if readonly else self.settings.write_timeout
         idempotency = None if readonly else self._idempotency(request, text)
-        db = self.database.request(principal.hospital_id, readonly=readonly, timeout=timeout)
+        routed = readonly and self.database.routing is not None
+        written = await self._written(principal) if routed else 0
+        deadline = asyncio.get_running_loop().time() + timeout
+        for attempt in (1, 2):
+            left = max(deadline - asyncio.get_running_loop().time(), 0.001)
+            db = self.database.request(
+                principal.hospital_id,
+                readonly=readonly,
+                timeout=left,
+                written=written,
+                replica=attempt == 1,
+            )
+            if readonly:
+                self.metrics.reads.labels(
+                    "replica" if self.database.on_replica(db) else "primary"
+                ).inc()
+            try:
+                return await self._attempt(
+                    request, principal, document, operation, db, idempotency, charge, budget=timeout
+                )
+            except DatabaseUnavailable:
+                if (
+                    attempt == 1
+                    and routed
+                    and db.failure is not None
+                    and self.database.on_replica(db)
+                ):
+                    # A replica failed under a read: the primary answers it instead.
+                    self.database.replica_failed(db)
+                    self.metrics.replica_fallbacks.inc()
+                    continue
+                raise unavailable("The database is unavailable; retry shortly") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(
+        self,
+        request: GraphQLRequest,
+        principal: Principal,
+        document: Document,
+        operation: OperationDefinitionNode,
+        db: RequestDb,
+        idempotency: tuple[str, bytes] | None,
+        charge: Charge,
+        *,
+        budget: float,
+    ) -> Reply:
+        """Run the operation on ``db`` (``budget``: the request's whole time limit, for the
+        answer when it runs out): DatabaseUnavailable propagates (the caller may retry a
+        read on the primary); every other failure is answered here."""
+        readonly = db.readonly
         # The patients this request reads or writes on the interpreted path (its objects say
         # so as they are built), and why; the compiled path names its patients in its answer.
         trail = Trail(trace_id=_trace_id())
@@ -603,14 +656,18 @@ class Pipeline:
                         request, principal, document, operation, db, idempotency, charge
                     )
                     await self._end(db, commit=commit)
+                    if commit and db.committed is not None:
+                        await self._wrote(principal, db.committed)
                     if readonly and trail.patients:
                         await self._audit_read(principal, document, operation, trail, reply)
             except TimeoutError:
-                raise timed_out(timeout) from None
+                raise timed_out(budget) from None
             return reply
         except DatabaseFailure as failure:
             if isinstance(failure, StatementTimeout):
-                raise timed_out(timeout) from None
+                raise timed_out(budget) from None
+            if isinstance(failure, DatabaseUnavailable):
+                raise
             raise unavailable("The database is unavailable; retry shortly") from None
         finally:
             TRAIL.reset(scope)
@@ -621,6 +678,26 @@ class Pipeline:
                     self.metrics.pool_wait.observe(db.waited)
             if not db.closed:  # a refusal, a deadline, a cancelled request: nothing is kept
                 await db.close()
+
+    async def _written(self, principal: Principal) -> int:
+        """Where the primary's WAL was after this user's last write here (0: none lately); a
+        cache that cannot say sends the read to the primary."""
+        key = keys.written(str(principal.hospital_id), principal.subject)
+        try:
+            raw = await self.cache.get(key)
+        except Exception:
+            self.metrics.cache_fallbacks.labels("written").inc()
+            return _ALWAYS_PRIMARY
+        return 0 if raw is None else int(raw)
+
+    async def _wrote(self, principal: Principal, position: int) -> None:
+        key = keys.written(str(principal.hospital_id), principal.subject)
+        try:
+            await self.cache.set(
+                key, str(position).encode(), ttl=self.settings.read_your_writes_seconds
+            )
+        except Exception:  # the write stands; this user's reads may meet an older replica
+            self.metrics.cache_fallbacks.labels("written").inc()
 
     async def _in_transaction(
         self,
@@ -853,7 +930,8 @@ class Pipeline:
             return
         try:
             # Shielded: a client that leaves during COMMIT must not make its outcome unknown.
-            await asyncio.shield(db.close(commit=True))
+            position = self.database.routing is not None  # for read-your-writes on replicas
+            await asyncio.shield(db.close(commit=True, position=position))
         except DatabaseUnavailable:
             raise unavailable(
                 "The database connection failed while saving: the writes may or may not have "

@@ -20,6 +20,10 @@ import platformdirs
 
 Env = Literal["dev", "prod"]
 Execution = Literal["compiled", "interpreted"]
+#: What sits between the app and PostgreSQL: nothing, or PgBouncer in transaction mode (any
+#: version), which lends a client a server connection for one transaction at a time.
+Pooler = Literal["none", "pgbouncer"]
+POOLERS: tuple[Pooler, ...] = ("none", "pgbouncer")
 #: How a client application may send documents (see hms.documents.persisted.Mode).
 DOCUMENT_MODES = ("open", "apq", "trusted", "audit")
 #: RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
@@ -183,6 +187,15 @@ class Settings:
     env: Env = "dev"
     database_url: str | None = None
     database_replica_urls: tuple[str, ...] = ()
+    #: ``pgbouncer``: the database URLs name a transaction pooler, so nothing may outlive a
+    #: transaction on a server connection: no named prepared statements (statement caches off)
+    #: and no startup parameter PgBouncer refuses (``jit`` is set per transaction instead).
+    database_pooler: Pooler = "none"
+    #: How often each worker checks its replicas, how far (WAL bytes) one may trail the primary
+    #: and stay in rotation, and how long a user's reads follow their last write.
+    replica_check_seconds: float = 1.0
+    replica_max_lag_bytes: int = 16 * 1024 * 1024
+    read_your_writes_seconds: float = 60.0
     redis_url: str | None = None
     jwt_secret: str | None = None
     #: Keys that encrypt national ids (``HMS_PHI_KEY``); none: national ids cannot be stored.
@@ -334,6 +347,7 @@ class Settings:
                 )
             document_modes[client.strip()] = mode.strip()
         data_dir = env.get("HMS_DATA_DIR")
+        pooler = _choice(env, "HMS_DATABASE_POOLER", "none", POOLERS)
         max_cost = _int(env, "HMS_MAX_COST", 1000, minimum=1)
         cost_mode = env.get("HMS_COST_MODE") or "enforce"
         if cost_mode not in COST_MODES:
@@ -357,6 +371,10 @@ class Settings:
             env="dev" if is_dev else "prod",
             database_url=env.get("HMS_DATABASE_URL") or None,
             database_replica_urls=replicas,
+            database_pooler="pgbouncer" if pooler == "pgbouncer" else "none",
+            replica_check_seconds=_seconds(env, "HMS_REPLICA_CHECK_SECONDS", 1.0),
+            replica_max_lag_bytes=_int(env, "HMS_REPLICA_MAX_LAG_BYTES", 16 * 1024 * 1024),
+            read_your_writes_seconds=_seconds(env, "HMS_READ_YOUR_WRITES_SECONDS", 60.0),
             redis_url=env.get("HMS_REDIS_URL") or None,
             jwt_secret=secret,
             phi_keys=phi_keys(env.get("HMS_PHI_KEY")),

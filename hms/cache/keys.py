@@ -36,3 +36,8 @@ def caller_budget(hospital: str, subject: str, client: str | None) -> str:
 def hospital_budget(hospital: str) -> str:
     """The cost budget of a whole hospital, shared by all its callers."""
     return f"v1:budget:hospital:{hospital}"
+
+
+def written(hospital: str, subject: str) -> str:
+    """The primary's WAL position after a user's last write (read-your-writes on replicas)."""
+    return f"v1:written:{hospital}:{quote(subject, safe='')}"

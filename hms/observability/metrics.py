@@ -100,6 +100,37 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.reads = Counter(
+            "hms_db_reads_total",
+            "Read requests by the database that served them (primary, replica).",
+            ["target"],
+            registry=registry,
+        )
+        self.replica_fallbacks = Counter(
+            "hms_db_replica_fallbacks_total",
+            "Reads that failed on a replica and were answered by the primary.",
+            registry=registry,
+        )
+        self.replica_up = Gauge(
+            "hms_db_replica_up",
+            "1 while the replica is in rotation (answers, is a standby, not lagging), else 0.",
+            ["replica"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.replica_lag = Gauge(
+            "hms_db_replica_lag_bytes",
+            "How far the replica's replay trailed the primary's WAL at the last check.",
+            ["replica"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.cache_fallbacks = Counter(
+            "hms_cache_fallbacks_total",
+            "Cache operations that failed (Redis down) and fell back to the source, by use.",
+            ["name"],
+            registry=registry,
+        )
         self.loader_batch = Histogram(
             "hms_loader_batch_size",
             "Keys per DataLoader batch (one statement each), by loader.",
@@ -184,6 +215,13 @@ class Metrics:
             self.pool.labels(name, "size").set(size)
             self.pool.labels(name, "in_use").set(in_use)
             self.pool.labels(name, "overflow").set(overflow)
+
+    def replicas(self, routing: Any) -> None:
+        """Record each replica's state as the last check saw it."""
+        for replica in routing.replicas:
+            self.replica_up.labels(replica.name).set(1 if replica.healthy else 0)
+            if replica.lag is not None:
+                self.replica_lag.labels(replica.name).set(replica.lag)
 
     def render(self) -> bytes:
         if multiprocess():

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import math
 import time
 import uuid
@@ -41,6 +40,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from hms.persistence.replicas import AFTER_COMMIT, Replica, Replicas
 from hms.persistence.urls import async_url
 from hms.settings import Settings
 
@@ -54,10 +54,13 @@ APP_ROLE = "hms_app"
 # (Citus propagates SET LOCAL but not set_config: switch here, and only here, if sharding.)
 # The request's remaining time bounds every statement and any idle wait inside the transaction,
 # so PostgreSQL stops work the client can no longer receive, even if the app is stuck.
+# JIT costs milliseconds on short OLTP statements and never pays back here; it is turned off
+# here rather than only at connect time, which PgBouncer does not allow (~0.2 µs a call).
 _BIND_TENANT = text(
     "SELECT set_config('role', :role, true), set_config('app.hospital_id', :hospital_id, true),"
     " set_config('statement_timeout', :timeout_ms, true),"
-    " set_config('idle_in_transaction_session_timeout', :timeout_ms, true)"
+    " set_config('idle_in_transaction_session_timeout', :timeout_ms, true),"
+    " set_config('jit', 'off', true)"
 )
 
 #: SQLSTATEs meaning "the server cannot serve right now": connection exceptions (class 08),
@@ -156,6 +159,30 @@ def _engine(url: str, settings: Settings) -> AsyncEngine:
     return engine
 
 
+#: What a connection through a transaction pooler must not rely on: a statement prepared in one
+#: transaction may be gone (or be another client's) in the next, on another server connection.
+#: With its cache off asyncpg (0.29+) prepares every statement unnamed, and Parses it again with
+#: each Bind; SQLAlchemy's cache of prepared statements is turned off with it, so each one is
+#: prepared in the transaction that runs it. Nothing is left on the server connection after.
+_NO_STATEMENT_CACHE = {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+
+
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """What the request engines pass to asyncpg's ``connect`` for ``settings``."""
+    server_settings = {"application_name": "hms"}  # PgBouncer tracks this one
+    if settings.database_pooler == "none":
+        # Also set per transaction (_BIND_TENANT); as a startup parameter it covers the few
+        # statements outside a request's transaction too. PgBouncer refuses it.
+        server_settings["jit"] = "off"
+    args: dict[str, Any] = {
+        "server_settings": server_settings,
+        "timeout": settings.db_connect_timeout,
+    }
+    if settings.database_pooler != "none":
+        args |= _NO_STATEMENT_CACHE
+    return args
+
+
 def _new_engine(url: str, settings: Settings) -> AsyncEngine:
     return create_async_engine(
         async_url(url),
@@ -165,41 +192,70 @@ def _new_engine(url: str, settings: Settings) -> AsyncEngine:
         # Statement parameters hold names, MRNs and contact data: keep them out of every
         # exception message and log line SQLAlchemy writes.
         hide_parameters=True,
-        connect_args={
-            # JIT costs milliseconds on short OLTP statements and never pays back here.
-            "server_settings": {"jit": "off", "application_name": "hms"},
-            "timeout": settings.db_connect_timeout,
-        },
+        connect_args=connect_args(settings),
     )
 
 
 def side_engine(url: str, application_name: str) -> AsyncEngine:
     """One connection for a worker's background duty (the audit writer, the sealer), so it
-    never takes one from the requests' pool; named, so operators can tell it apart."""
+    never takes one from the requests' pool; named, so operators can tell it apart.
+
+    Safe behind a transaction pooler whatever ``HMS_DATABASE_POOLER`` says: these duties run a
+    few statements a second at most, so their statement caches would save nothing worth a
+    setting threaded through every one of them.
+    """
     return create_async_engine(
         async_url(url),
         pool_size=1,
         max_overflow=0,
         hide_parameters=True,
-        connect_args={"server_settings": {"application_name": application_name}},
+        connect_args={
+            "server_settings": {"application_name": application_name},
+            **_NO_STATEMENT_CACHE,
+        },
     )
 
 
 class Database:
-    """The long-lived engines, owned by the app's lifespan: a primary and optional replicas."""
+    """The long-lived engines, owned by the app's lifespan: a primary and optional replicas.
 
-    def __init__(self, primary: AsyncEngine, replicas: Sequence[AsyncEngine] = ()) -> None:
+    Reads go to a replica that :attr:`routing` finds fit (up, not lagging, past what the reader
+    wrote; see :mod:`hms.persistence.replicas`), else to the primary.
+    """
+
+    def __init__(
+        self,
+        primary: AsyncEngine,
+        replicas: Sequence[AsyncEngine] = (),
+        routing: Replicas | None = None,
+    ) -> None:
         self.primary = primary
         self.replicas = tuple(replicas)
-        self._next_replica = itertools.cycle(self.replicas) if self.replicas else None
+        self.routing = routing
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
         if settings.database_url is None:
             raise ValueError("database_url must be resolved before the database is opened")
+        replicas = [
+            Replica(
+                f"replica-{i}",
+                _engine(url, settings),
+                side_engine(url, "hms-replica-check"),
+            )
+            for i, url in enumerate(settings.database_replica_urls, 1)
+        ]
+        routing = None
+        if replicas:
+            routing = Replicas(
+                replicas,
+                side_engine(settings.database_url, "hms-replica-check"),
+                max_lag=settings.replica_max_lag_bytes,
+            )
         return cls(
             _engine(settings.database_url, settings),
-            [_engine(url, settings) for url in settings.database_replica_urls],
+            [replica.engine for replica in replicas],
+            routing,
         )
 
     def request(
@@ -209,18 +265,30 @@ class Database:
         readonly: bool,
         timeout: float = 30.0,
         replica: bool = True,
+        written: int = 0,
     ) -> RequestDb:
         """A lazily opened transaction for one request, scoped to ``hospital_id``.
 
         ``None`` binds the empty tenant, under which every policy yields zero rows. ``timeout``
         (seconds from now) is the request's deadline; PostgreSQL enforces what is left of it.
-        Read-only requests go to a replica when there is one, unless ``replica`` is False.
+        Read-only requests go to a replica fit to serve them (one that has replayed WAL position
+        ``written``, what the reader last wrote), unless ``replica`` is False.
         """
         engine = self.primary
-        if readonly and replica and self._next_replica is not None:
-            engine = next(self._next_replica)
+        if readonly and replica and self.routing is not None:
+            chosen = self.routing.pick(written)
+            if chosen is not None:
+                engine = chosen.engine
         deadline = asyncio.get_running_loop().time() + timeout
         return RequestDb(engine, hospital_id, readonly=readonly, deadline=deadline)
+
+    def on_replica(self, db: RequestDb) -> bool:
+        return db.engine is not self.primary
+
+    def replica_failed(self, db: RequestDb) -> None:
+        """A read on ``db``'s replica failed: out of rotation until it is checked well again."""
+        if self.routing is not None:
+            self.routing.failed(db.engine)
 
     def engines(self) -> list[tuple[str, AsyncEngine]]:
         """The request pools, named for metrics (primary, replica-1, …)."""
@@ -241,6 +309,8 @@ class Database:
     async def dispose(self) -> None:
         for engine in (self.primary, *self.replicas):
             await engine.dispose()
+        if self.routing is not None:
+            await self.routing.dispose()
 
 
 class RequestDb:
@@ -270,6 +340,8 @@ class RequestDb:
         #: the request waited for its connection: for metrics and traces.
         self.statements = 0
         self.waited: float | None = None
+        #: After a commit asked to, the WAL position it reached (see :meth:`close`).
+        self.committed: int | None = None
 
     @property
     def closed(self) -> bool:
@@ -416,12 +488,15 @@ class RequestDb:
     async def _fetch_json(self, sql: str, params: Sequence[Any]) -> tuple[str, bool]:
         tenant = "" if self.hospital_id is None else str(uuid.UUID(str(self.hospital_id)))
         timeout = int(self._timeout_ms())
+        # Behind a transaction pooler (HMS_DATABASE_POOLER) asyncpg has no statement cache: the
+        # statement is then parsed and planned (generic plan all the same) in every request.
         begin = (
             "BEGIN READ ONLY; SELECT"
             f" set_config('role', '{APP_ROLE}', true),"
             f" set_config('app.hospital_id', '{tenant}', true),"
             f" set_config('statement_timeout', '{timeout}', true),"
             f" set_config('idle_in_transaction_session_timeout', '{timeout}', true),"
+            " set_config('jit', 'off', true),"
             " set_config('plan_cache_mode', 'force_generic_plan', true)"
         )
         for attempt in (1, 2):
@@ -477,8 +552,11 @@ class RequestDb:
             raise
         await end(commit=True)
 
-    async def close(self, *, commit: bool = False) -> None:
+    async def close(self, *, commit: bool = False, position: bool = False) -> None:
         """End the transaction and return the connection; from now on every statement is refused.
+
+        With ``position``, a commit also records in :attr:`committed` the primary's WAL position
+        at or past it (for read-your-writes on replicas); a failure to read it leaves None.
 
         Commits only when asked and only if nothing else is still running on the connection. A
         statement still in flight belongs to work the request abandoned (a batch whose resolver
@@ -499,6 +577,9 @@ class RequestDb:
                 if tx is not None and tx.is_active:
                     if commit and not abandoned:
                         await tx.commit()
+                        if position:
+                            with contextlib.suppress(Exception):  # the write stands anyway
+                                self.committed = (await conn.execute(AFTER_COMMIT)).scalar()
                     else:
                         await tx.rollback()
             except Exception as error:

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row, bindparam, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hms.models.ids import uuid7
 from hms.models.tables import hospital
 from hms.persistence.database import RequestDb
 from hms.persistence.queries import HOSPITAL, keys_in
@@ -36,3 +38,15 @@ async def visible(db: RequestDb) -> bool:
     """Whether the request's own hospital exists (row-level security shows no other)."""
     found = await db.scalar(VISIBLE, {HOSPITAL: db.hospital_id})
     return found is not None
+
+
+async def create_as_owner(engine: AsyncEngine, slug: str, name: str, timezone: str) -> Any:
+    """A new hospital (the owner's role: CLI only); None if the slug is taken."""
+    statement = (
+        insert(hospital)
+        .values(id=uuid7(), slug=slug, name=name, timezone=timezone)
+        .on_conflict_do_nothing(index_elements=[hospital.c.slug])
+        .returning(*COLUMNS)
+    )
+    async with engine.begin() as conn:
+        return (await conn.execute(statement)).first()
