@@ -184,7 +184,9 @@ def create_app(settings: Settings) -> Starlette:
         *graphiql.routes(settings),
     ]
     # Compression innermost: the headers middlewares add to what it sends (CORS merges its Vary).
-    middleware = [*headers.middleware(settings), Middleware(Compression)]
+    middleware = headers.middleware(settings)
+    if settings.compression:
+        middleware = [*middleware, Middleware(Compression)]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     # Not in the lifespan: the signal that starts shutdown may come at any time while it serves.
     app.state.lifecycle = Lifecycle()

@@ -235,6 +235,8 @@ class Settings:
     #: Log level of every logger, and the lines' form: ``json`` (one object per line, for a log
     #: pipeline; the default in prod) or ``text`` (for a terminal; the default in dev).
     log_level: str = "info"
+    #: Compress answers (brotli or gzip); off when an ingress in front compresses already.
+    compression: bool = True
     log_format: str = "text"
     #: Tokens whose ``exp`` is further than this after ``iat`` are refused.
     max_token_lifetime: dt.timedelta = dt.timedelta(hours=24)
@@ -404,6 +406,7 @@ class Settings:
             db_startup_timeout=_seconds(env, "HMS_DB_STARTUP_TIMEOUT", 60.0, minimum=0),
             shutdown_delay=_seconds(env, "HMS_SHUTDOWN_DELAY", 0.0, minimum=0),
             shutdown_timeout=_int(env, "HMS_SHUTDOWN_TIMEOUT", 25, minimum=1),
+            compression=_bool(env, "HMS_COMPRESSION", True),
             log_level=_choice(env, "HMS_LOG_LEVEL", "info", LOG_LEVELS),
             log_format=_choice(
                 env, "HMS_LOG_FORMAT", "text" if is_dev else "json", ("json", "text")

@@ -170,3 +170,26 @@ async def test_security_headers_stay_on_compressed_answers(
     assert response.headers["content-encoding"] == "br"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+async def test_compression_can_be_left_to_an_ingress(
+    settings: Any, dataset: fixtures.Dataset
+) -> None:
+    """``HMS_COMPRESSION=off``: the same large answer goes out as it is, whatever is accepted."""
+    from hms.app import create_app
+
+    app = create_app(settings.with_(compression=False))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hms.test") as http:
+            response = await http.post(
+                "/graphql",
+                json={"query": "{ patients(first: 50) { edges { node { id mrn familyName } } } }"},
+                headers={
+                    "Authorization": f"Bearer {token(dataset.alpha)}",
+                    "Accept-Encoding": "br, gzip",
+                },
+            )
+    assert response.status_code == 200
+    assert len(response.content) > 1024
+    assert "content-encoding" not in response.headers
