@@ -149,6 +149,10 @@ def create_app(settings: Settings) -> Starlette:
         # Started here, next to the sealer, so nothing can fail between its start and the
         # `finally` that stops it.
         following = None if listener is None else asyncio.create_task(listener.run())
+        # Other workers' reference-cache invalidations (Redis pub/sub).
+        invalidations = (
+            None if pipeline.reference is None else asyncio.create_task(pipeline.reference.listen())
+        )
         checking = None
         if database.routing is not None:
             routing = database.routing
@@ -159,7 +163,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
-            for task in (sealer, following, checking):
+            for task in (sealer, following, checking, invalidations):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -56,6 +56,7 @@ from opentelemetry.trace import SpanKind
 
 from hms.cache import keys
 from hms.cache.backend import Cache
+from hms.cache.tiered import Tiered
 from hms.compiler import Compiler, take_patients
 from hms.context import TRAIL, Context, Principal, Trail
 from hms.documents import Document, DocumentCache
@@ -268,6 +269,15 @@ class Pipeline:
         #: Appends reads' audit events in batches (None: each read in a transaction of its own).
         self.audit_writer = audit_writer
         self.cipher = Cipher(settings.phi_keys)
+        #: Answers of reference-only documents, shared by a hospital's callers (None: off).
+        self.reference = (
+            Tiered(
+                cache,
+                count=lambda result, kind: self.metrics.cache.labels(kind, result).inc(),
+            )
+            if settings.response_cache
+            else None
+        )
         self.settings = settings
         self.database = database
         self.cache = cache
@@ -369,7 +379,14 @@ class Pipeline:
             if request.persisted is not None and request.query is not None:
                 await self.register(request, principal, text)
             with TRACER.start_as_current_span("graphql.execute"):
-                reply = await self.execute(request, principal, document, operation, text, charge)
+                if self.reference is not None and document.max_age and not request.dry_run:
+                    reply = await self._reference(
+                        request, principal, document, operation, text, charge
+                    )
+                else:
+                    reply = await self.execute(
+                        request, principal, document, operation, text, charge
+                    )
             seen.cost_actual = charge.actual
             await self.costs.settle(charge)
         except Failure as failure:
@@ -678,6 +695,49 @@ class Pipeline:
                     self.metrics.pool_wait.observe(db.waited)
             if not db.closed:  # a refusal, a deadline, a cancelled request: nothing is kept
                 await db.close()
+
+    async def _reference(
+        self,
+        request: GraphQLRequest,
+        principal: Principal,
+        document: Document,
+        operation: OperationDefinitionNode,
+        text: str,
+        charge: Charge,
+    ) -> Reply:
+        """A document that reads reference data only (a hospital, its practitioners: no patient
+        data, nothing a role hides): its ``data`` is kept in the two-level cache, per hospital
+        and roles, for as long as clients may keep it (``Cache-Control``), and shared by every
+        caller of that hospital. Errors are never kept."""
+        assert self.reference is not None
+        assert document.max_age
+        canonical = orjson.dumps(
+            [text, request.operation_name, request.variables or {}, sorted(principal.roles)],
+            option=orjson.OPT_SORT_KEYS,
+        )
+        key = hashlib.sha256(canonical).hexdigest()
+        answered: list[Reply] = []
+
+        async def load() -> bytes | None:
+            reply = await self.execute(request, principal, document, operation, text, charge)
+            answered.append(reply)
+            body = orjson.loads(reply.body) if reply.status == 200 else {}
+            if "errors" in body or body.get("data") is None:
+                return None
+            data: bytes = orjson.dumps(body["data"])
+            return data
+
+        data = await self.reference.get_or_load(
+            f"reference:{principal.hospital_id}", key, load, ttl=document.max_age, kind="reference"
+        )
+        if answered:  # this request ran it
+            return answered[0]
+        if data is None:  # another request's run failed: run this one itself
+            return await self.execute(request, principal, document, operation, text, charge)
+        self._seen_path("cache")
+        cost = charge.finish_text(data)
+        body = b'{"data":' + data + b',"extensions":' + orjson.dumps({"cost": cost}) + b"}"
+        return Reply(200, body, content_type(request.media_type))
 
     async def _written(self, principal: Principal) -> int:
         """Where the primary's WAL was after this user's last write here (0: none lately); a

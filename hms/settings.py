@@ -237,6 +237,9 @@ class Settings:
     log_level: str = "info"
     #: Compress answers (brotli or gzip); off when an ingress in front compresses already.
     compression: bool = True
+    #: Keep answers of reference-only documents (practitioners, the hospital) in the two-level
+    #: cache for as long as their Cache-Control allows.
+    response_cache: bool = True
     log_format: str = "text"
     #: Tokens whose ``exp`` is further than this after ``iat`` are refused.
     max_token_lifetime: dt.timedelta = dt.timedelta(hours=24)
@@ -407,6 +410,7 @@ class Settings:
             shutdown_delay=_seconds(env, "HMS_SHUTDOWN_DELAY", 0.0, minimum=0),
             shutdown_timeout=_int(env, "HMS_SHUTDOWN_TIMEOUT", 25, minimum=1),
             compression=_bool(env, "HMS_COMPRESSION", True),
+            response_cache=_bool(env, "HMS_RESPONSE_CACHE", True),
             log_level=_choice(env, "HMS_LOG_LEVEL", "info", LOG_LEVELS),
             log_format=_choice(
                 env, "HMS_LOG_FORMAT", "text" if is_dev else "json", ("json", "text")

@@ -159,14 +159,17 @@ def test_serve_waits_for_the_database_with_one_line(server: PrivatePostgres) -> 
         assert process.poll() is None, "serve gave up instead of waiting"
         server.start()
         url = f"http://127.0.0.1:{process.port}/healthz"  # type: ignore[attr-defined]
-        for _ in range(200):
+        # First start: migrations and the demo data come before the server (seconds, more on
+        # a loaded machine), so the bound is time, not a count of refused connections.
+        deadline = time.monotonic() + 90
+        while True:
             try:
                 if httpx.get(url, timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        else:
-            pytest.fail("serve did not come up after the database did")
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail("serve did not come up after the database did")
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=20)
