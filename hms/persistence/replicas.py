@@ -111,8 +111,10 @@ class Replicas:
         replica.lag = None if primary is None else max(0, primary - replica.replayed)
         replica.healthy = replica.lag is None or replica.lag <= self.max_lag
         if replica.healthy != was:
-            state = "in rotation" if replica.healthy else "out of rotation: lagging"
-            log.warning("replica %s %s", replica.name, state)
+            if replica.healthy:
+                log.info("replica %s in rotation", replica.name)
+            else:
+                log.warning("replica %s out of rotation: lagging", replica.name)
 
     async def _ask(self, probe: AsyncEngine) -> tuple[bool, int | None]:
         """The standby's state; a connection a restart left stale is replaced and asked again."""
