@@ -5,6 +5,9 @@ such tables to carry it on both sides."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import asyncpg
 
 from hms.models.tables import TENANT_TABLES
@@ -74,3 +77,44 @@ async def test_every_table_is_distributed_by_hospital_or_a_reference_table(
             assert pairs.get("hospital_id") == "hospital_id", fk["conname"]
         else:
             assert fk["target"] in REFERENCE, fk["conname"]  # into a reference table only
+
+
+TENANT_NAMES = ("patient", "practitioner", "appointment", "encounter")
+DOCUMENTS = [
+    "{ patients(first: 5) { edges { node { id mrn appointments(first: 2) { edges { node {"
+    " id practitioner { id familyName } } } }"
+    " encounters(first: 2) { edges { node { id } } } } } } }",
+    "{ practitioners(first: 3) { edges { node { id appointments(first: 2) { edges { node {"
+    " id patient { id } } } } } } } }",
+    "{ appointments(first: 5) { edges { node { id patient { id } practitioner { id } } } } }",
+    "{ encounters(first: 5) { edges { node { id patient { id } appointment { id } } } } }",
+    "{ patientStats { total active } patients { totalCount } }",
+]
+
+
+async def test_every_statement_names_the_hospital_of_each_table_it_reads(
+    app: Any, client: Any, interpreted_app: Any, interpreted_client: Any, dataset: Any
+) -> None:
+    """On either path, every statement that reads a tenant table filters it by the request's
+    hospital: on Citus each is a router query on the hospital's node, never a cross-node join."""
+    from tests.conftest import token
+    from tests.statements import recorded
+
+    for application, http in ((app, client), (interpreted_app, interpreted_client)):
+        with recorded(application.state.database.primary) as statements:
+            for query in DOCUMENTS:
+                response = await http.post(
+                    "/graphql",
+                    json={"query": query},
+                    headers={"Authorization": f"Bearer {token(dataset.alpha)}"},
+                )
+                assert "errors" not in response.json(), response.text
+        assert statements
+        for statement in statements:
+            text = " ".join(statement.split())
+            tables = sum(
+                len(re.findall(rf"\b(?:FROM|JOIN)\s+{name}\b", text, flags=re.IGNORECASE))
+                for name in TENANT_NAMES
+            )
+            bound = len(re.findall(r"hospital_id\s*=", text))
+            assert bound >= tables, text[:400]
