@@ -100,7 +100,7 @@ def create_app(settings: Settings) -> Starlette:
             app.state.memberships = members = Memberships(database, ttl=settings.membership_ttl)
             assert settings.database_url is not None
             app.state.membership_listener = listener = MembershipListener(
-                members, settings.database_url
+                members, settings.database_listen_url or settings.database_url
             )
             authenticator = OidcAuthenticator(
                 OidcVerifier(config, keys), members, max_lifetime=settings.max_token_lifetime

@@ -187,6 +187,10 @@ class Settings:
     env: Env = "dev"
     database_url: str | None = None
     database_replica_urls: tuple[str, ...] = ()
+    #: Where a worker LISTENs for announcements (membership changes): a direct (or session-mode)
+    #: connection when ``database_url`` names a transaction pooler, in which a LISTEN does not
+    #: last. None: ``database_url``.
+    database_listen_url: str | None = None
     #: ``pgbouncer``: the database URLs name a transaction pooler, so nothing may outlive a
     #: transaction on a server connection: no named prepared statements (statement caches off)
     #: and no startup parameter PgBouncer refuses (``jit`` is set per transaction instead).
@@ -376,6 +380,7 @@ class Settings:
             env="dev" if is_dev else "prod",
             database_url=env.get("HMS_DATABASE_URL") or None,
             database_replica_urls=replicas,
+            database_listen_url=env.get("HMS_DATABASE_LISTEN_URL") or None,
             database_pooler="pgbouncer" if pooler == "pgbouncer" else "none",
             replica_check_seconds=_seconds(env, "HMS_REPLICA_CHECK_SECONDS", 1.0),
             replica_max_lag_bytes=_int(env, "HMS_REPLICA_MAX_LAG_BYTES", 16 * 1024 * 1024),

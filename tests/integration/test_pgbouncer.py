@@ -34,12 +34,14 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 from starlette.applications import Starlette
 
 from hms.app import create_app
+from hms.persistence import memberships
 from hms.persistence.database import Database, StatementTimeout
-from hms.persistence.urls import asyncpg_dsn
+from hms.persistence.urls import async_url, asyncpg_dsn
 from hms.security.identity import Memberships
 from hms.security.membership_events import MembershipListener
 from hms.settings import Settings
@@ -570,3 +572,43 @@ async def test_without_the_setting_pgbouncer_breaks_the_app(
     assert "(SQLSTATE 26000)" in caplog.text or "(SQLSTATE 42P05)" in caplog.text
     # The cause: asyncpg's named statements stay on the server connections they were made on.
     assert any(name.startswith("__asyncpg_stmt_") for s in sessions for name in s["prepared"])
+
+
+async def test_a_direct_listen_url_brings_membership_changes_back(
+    settings: Settings, bouncer: Bouncer, database_url: str
+) -> None:
+    """Through the pooler a LISTEN hears nothing; with ``HMS_DATABASE_LISTEN_URL`` naming the
+    database directly, a worker whose requests go through PgBouncer forgets a changed member
+    at once again."""
+    ward = await make_hospital(database_url, practitioners=1)
+    subject = "listen-test"
+    owner = create_async_engine(async_url(database_url))
+    results = {}
+    try:
+        for name, listen_url in (("pooler", bouncer.url), ("direct", database_url)):
+            database = Database.from_settings(pooled(settings, bouncer))
+            members = Memberships(database, ttl=3600)
+            listener = MembershipListener(members, listen_url)
+            following = asyncio.create_task(listener.run())
+            try:
+                deadline = time.monotonic() + 5
+                while not listener.listening:
+                    assert time.monotonic() < deadline, "the listener never listened"
+                    await asyncio.sleep(0.01)
+                await memberships.put_as_owner(owner, ward.id, subject, ["clinician"])
+                assert await members.roles(ward.id, subject) == frozenset({"clinician"})
+                await memberships.put_as_owner(owner, ward.id, subject, ["auditor"])
+                deadline = time.monotonic() + 2
+                while time.monotonic() < deadline:
+                    if members._known.get((ward.id, subject)) == (False, None):
+                        break
+                    await asyncio.sleep(0.02)
+                results[name] = await members.roles(ward.id, subject)
+            finally:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following
+                await database.dispose()
+    finally:
+        await owner.dispose()
+    assert results == {"pooler": frozenset({"clinician"}), "direct": frozenset({"auditor"})}

@@ -57,6 +57,7 @@ CRD_SCHEMAS = {
 SECRET_SETTINGS = frozenset(
     {
         "HMS_DATABASE_URL",
+        "HMS_DATABASE_LISTEN_URL",
         "HMS_DATABASE_REPLICA_URLS",
         "HMS_REDIS_URL",
         "HMS_JWT_SECRET",
@@ -279,6 +280,7 @@ def settings_of(docs: list[Doc], container: Doc) -> Settings:
     configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
     stand_ins = {
         "HMS_DATABASE_URL": "postgresql://hms@hms-pgbouncer:5432/hms",
+        "HMS_DATABASE_LISTEN_URL": "postgresql://hms@hms-postgres:5432/hms",
         "HMS_DATABASE_REPLICA_URLS": "postgresql://hms@hms-pgbouncer:5432/hms_replica",
         "HMS_REDIS_URL": "redis://redis:6379/0",
         "HMS_JWT_SECRET": "s" * 32,
