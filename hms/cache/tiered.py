@@ -21,7 +21,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from hms.cache.backend import Cache, RedisCache
 
@@ -169,10 +168,3 @@ class Tiered:
         self._values.move_to_end(full)
         while len(self._values) > self.size:
             self._values.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-
-def scope(*parts: Any) -> str:
-    return ":".join(str(p) for p in parts)
