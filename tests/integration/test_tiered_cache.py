@@ -125,3 +125,41 @@ async def test_one_process_without_redis_invalidates_directly() -> None:
     assert await tier.get_or_load("ref:h7", "k", loader(b"old", []), ttl=60, kind="t") == b"old"
     await tier.invalidate("ref:h7")
     assert await tier.get_or_load("ref:h7", "k", loader(b"new", []), ttl=60, kind="t") == b"new"
+
+
+async def test_a_lost_subscription_forgets_every_version_and_comes_back(
+    workers: tuple[Tiered, Tiered, Counter[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis drops the subscriber (a restart, a failover): invalidations sent meanwhile are
+    lost, so the worker forgets every namespace's version, and subscribes again."""
+    first, second, _ = workers
+    await second.get_or_load("ref:h8", "k", loader(b"old", []), ttl=60, kind="t")
+    assert "ref:h8" in second._versions
+    admin = redis.Redis.from_url(REDIS)
+    try:
+        killed = await admin.client_kill_filter(_type="pubsub")
+        assert killed >= 2  # both workers' subscriptions
+        for _ in range(100):
+            if "cache invalidations interrupted" in caplog.text:
+                break
+            await asyncio.sleep(0.02)
+        assert "ref:h8" not in second._versions
+        # Subscribed again (after a second's pause): a new bump is heard.
+        assert isinstance(first.l2, RedisCache)
+        channel = first.l2.prefix + "hms:invalidate"
+        for _ in range(150):
+            if await admin.pubsub_numsub(channel) == [(channel.encode(), 2)]:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the workers did not subscribe again")
+    finally:
+        await admin.aclose()
+    await second.get_or_load("ref:h8", "k", loader(b"old", []), ttl=60, kind="t")
+    await first.invalidate("ref:h8")
+    for _ in range(50):
+        if await second.get_or_load("ref:h8", "k", loader(b"new", []), ttl=60, kind="t") == b"new":
+            break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("a bump after the resubscription was not heard")
