@@ -40,12 +40,12 @@ from hms.settings import Settings
 log = logging.getLogger("hms")
 
 
-async def _seal_every(database_url: str, seconds: float) -> None:
+async def _seal_every(database_url: str, seconds: float, *, pooled: bool) -> None:
     """Seal new audit events into their hospitals' chains, every ``seconds``, until cancelled.
 
     On a connection of its own, so it never takes one from the requests' pool.
     """
-    engine = side_engine(database_url, "hms-sealer")
+    engine = side_engine(database_url, "hms-sealer", pooled=pooled)
     try:
         while True:
             await asyncio.sleep(seconds)
@@ -74,6 +74,7 @@ def create_app(settings: Settings) -> Starlette:
     ):
         raise ValueError("create_app needs resolved settings (database_url and jwt_secret)")
     secret = settings.jwt_secret
+    pooled = settings.database_pooler != "none"  # no statement may outlive a transaction
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -100,7 +101,9 @@ def create_app(settings: Settings) -> Starlette:
             app.state.memberships = members = Memberships(database, ttl=settings.membership_ttl)
             assert settings.database_url is not None
             app.state.membership_listener = listener = MembershipListener(
-                members, settings.database_listen_url or settings.database_url
+                members,
+                settings.database_listen_url or settings.database_url,
+                pooled=pooled and settings.database_listen_url is None,
             )
             authenticator = OidcAuthenticator(
                 OidcVerifier(config, keys), members, max_lifetime=settings.max_token_lifetime
@@ -119,7 +122,7 @@ def create_app(settings: Settings) -> Starlette:
             else MemoryBudgets()
         )
         assert settings.database_url is not None
-        app.state.audit_writer = writer = audit.Writer(settings.database_url)
+        app.state.audit_writer = writer = audit.Writer(settings.database_url, pooled=pooled)
         pipeline = Pipeline(
             schema=schema._schema,
             settings=settings,
@@ -144,7 +147,7 @@ def create_app(settings: Settings) -> Starlette:
                 log.warning("could not mint demo tokens for GraphiQL", exc_info=True)
         assert settings.database_url is not None
         sealer = asyncio.create_task(
-            _seal_every(settings.database_url, settings.audit_seal_seconds)
+            _seal_every(settings.database_url, settings.audit_seal_seconds, pooled=pooled)
         )
         # Started here, next to the sealer, so nothing can fail between its start and the
         # `finally` that stops it.

@@ -243,6 +243,10 @@ def encode(result: ExecutionResult, media_type: str) -> tuple[int, dict[str, Any
 _ALWAYS_PRIMARY = 2**63 - 1
 
 
+def _written_key(principal: Principal) -> str:
+    return keys.written(str(principal.hospital_id), principal.subject)
+
+
 def _trace_id() -> str | None:
     seen = SEEN.get()
     return None if seen is None else seen.trace_id
@@ -742,19 +746,19 @@ class Pipeline:
     async def _written(self, principal: Principal) -> int:
         """Where the primary's WAL was after this user's last write here (0: none lately); a
         cache that cannot say sends the read to the primary."""
-        key = keys.written(str(principal.hospital_id), principal.subject)
         try:
-            raw = await self.cache.get(key)
+            raw = await self.cache.get(_written_key(principal))
         except Exception:
             self.metrics.cache_fallbacks.labels("written").inc()
             return _ALWAYS_PRIMARY
         return 0 if raw is None else int(raw)
 
     async def _wrote(self, principal: Principal, position: int) -> None:
-        key = keys.written(str(principal.hospital_id), principal.subject)
         try:
             await self.cache.set(
-                key, str(position).encode(), ttl=self.settings.read_your_writes_seconds
+                _written_key(principal),
+                str(position).encode(),
+                ttl=self.settings.read_your_writes_seconds,
             )
         except Exception:  # the write stands; this user's reads may meet an older replica
             self.metrics.cache_fallbacks.labels("written").inc()

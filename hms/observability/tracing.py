@@ -66,8 +66,12 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
     return True
 
 
+#: ``HMS_TRACE_DOCUMENTS``, read once: every request asks.
+_DOCUMENTS = _on("HMS_TRACE_DOCUMENTS")
+
+
 def documents_traced() -> bool:
-    return _on("HMS_TRACE_DOCUMENTS")
+    return _DOCUMENTS
 
 
 def incoming(traceparent: str | None) -> Context | None:

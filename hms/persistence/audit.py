@@ -244,8 +244,8 @@ class Writer:
     Writes append in their own transaction instead (:func:`append`), atomic with the write.
     """
 
-    def __init__(self, database_url: str, *, max_batch: int = 512) -> None:
-        self.engine = side_engine(database_url, "hms-audit")
+    def __init__(self, database_url: str, *, max_batch: int = 512, pooled: bool = False) -> None:
+        self.engine = side_engine(database_url, "hms-audit", pooled=pooled)
         self.max_batch = max_batch
         self.batches = 0  # transactions written, for tests and metrics
         self._pending: list[tuple[uuid.UUID, Event, asyncio.Future[None]]] = []

@@ -196,13 +196,13 @@ def _new_engine(url: str, settings: Settings) -> AsyncEngine:
     )
 
 
-def side_engine(url: str, application_name: str) -> AsyncEngine:
+def side_engine(url: str, application_name: str, *, pooled: bool = False) -> AsyncEngine:
     """One connection for a worker's background duty (the audit writer, the sealer), so it
     never takes one from the requests' pool; named, so operators can tell it apart.
 
-    Safe behind a transaction pooler whatever ``HMS_DATABASE_POOLER`` says: these duties run a
-    few statements a second at most, so their statement caches would save nothing worth a
-    setting threaded through every one of them.
+    ``pooled``: ``url`` names a transaction pooler, so no statement may be cached. Otherwise the
+    cache stays: the audit writer appends a batch for every few reads under load, and each would
+    prepare its statement again.
     """
     return create_async_engine(
         async_url(url),
@@ -211,7 +211,7 @@ def side_engine(url: str, application_name: str) -> AsyncEngine:
         hide_parameters=True,
         connect_args={
             "server_settings": {"application_name": application_name},
-            **_NO_STATEMENT_CACHE,
+            **(_NO_STATEMENT_CACHE if pooled else {}),
         },
     )
 
@@ -237,11 +237,12 @@ class Database:
     def from_settings(cls, settings: Settings) -> Database:
         if settings.database_url is None:
             raise ValueError("database_url must be resolved before the database is opened")
+        pooled = settings.database_pooler != "none"
         replicas = [
             Replica(
                 f"replica-{i}",
                 _engine(url, settings),
-                side_engine(url, "hms-replica-check"),
+                side_engine(url, "hms-replica-check", pooled=pooled),
             )
             for i, url in enumerate(settings.database_replica_urls, 1)
         ]
@@ -249,7 +250,7 @@ class Database:
         if replicas:
             routing = Replicas(
                 replicas,
-                side_engine(settings.database_url, "hms-replica-check"),
+                side_engine(settings.database_url, "hms-replica-check", pooled=pooled),
                 max_lag=settings.replica_max_lag_bytes,
             )
         return cls(

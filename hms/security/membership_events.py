@@ -44,12 +44,14 @@ class MembershipListener:
         members: Memberships,
         database_url: str,
         *,
+        pooled: bool = False,
         first_delay: float = 0.1,
         max_delay: float = 5.0,
         ping_every: float = 10.0,
         timeout: float = 5.0,
     ) -> None:
         self.members = members
+        self.pooled = pooled  # database_url names a transaction pooler
         self.database_url = database_url
         self.first_delay = first_delay
         self.max_delay = max_delay
@@ -84,7 +86,7 @@ class MembershipListener:
 
     async def run(self) -> None:
         """Listen, and reconnect whenever that fails, until cancelled."""
-        engine = side_engine(self.database_url, APPLICATION_NAME)
+        engine = side_engine(self.database_url, APPLICATION_NAME, pooled=self.pooled)
         delay = self.first_delay
         try:
             while True:

@@ -503,7 +503,7 @@ async def test_the_membership_listener_stays_up_through_pgbouncer(
     the listener must not fail either: its pings, many of them here, land on any server
     connection, and it never reconnects."""
     database = Database.from_settings(pooled(settings, bouncer))
-    listener = MembershipListener(Memberships(database), bouncer.url, ping_every=0.05)
+    listener = MembershipListener(Memberships(database), bouncer.url, ping_every=0.05, pooled=True)
     following = asyncio.create_task(listener.run())
     try:
         deadline = time.monotonic() + 5
@@ -588,7 +588,7 @@ async def test_a_direct_listen_url_brings_membership_changes_back(
         for name, listen_url in (("pooler", bouncer.url), ("direct", database_url)):
             database = Database.from_settings(pooled(settings, bouncer))
             members = Memberships(database, ttl=3600)
-            listener = MembershipListener(members, listen_url)
+            listener = MembershipListener(members, listen_url, pooled=name == "pooler")
             following = asyncio.create_task(listener.run())
             try:
                 deadline = time.monotonic() + 5
