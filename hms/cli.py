@@ -666,6 +666,137 @@ def cmd_policy(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _ready_database(settings: Settings) -> Settings | None:
+    """Resolve the embedded defaults and wait for PostgreSQL; in dev bring the schema up to date,
+    in prod refuse an old one. None (said why) when it cannot be used."""
+    settings = resolve(settings, announce=True)
+    assert settings.database_url is not None
+    if not wait_for_database(
+        settings.database_url, settings.db_startup_timeout, settings.db_connect_timeout
+    ):
+        return None
+    if settings.is_dev:
+        migrate.upgrade(settings.database_url)
+    elif migrate.pending(settings.database_url):
+        _say("The database is not at this release's schema: run 'hms db upgrade' first")
+        return None
+    return settings
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run background jobs until SIGTERM or Ctrl-C (then finish or release running ones)."""
+    from hms.jobs import worker
+
+    if args.verbose:
+        settings = settings.with_(log_level="debug")
+    logging.config.dictConfig(logs.config(settings.log_level, settings.log_format))
+    ready = _ready_database(settings)
+    if ready is None:
+        return 1
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await worker.run(ready, stop)
+
+    asyncio.run(main())
+    return 0
+
+
+async def _on_queue(settings: Settings, work: Any) -> Any:
+    """One connection for ``hms jobs``: the direct URL when there is one; past a transaction
+    pooler, without prepared statements that would outlive their transaction."""
+    url = settings.database_listen_url or settings.database_url
+    assert url is not None
+    pooled = settings.database_pooler != "none" and settings.database_listen_url is None
+    conn = await asyncpg.connect(asyncpg_dsn(url), statement_cache_size=0 if pooled else 100)
+    try:
+        return await work(conn)
+    finally:
+        await conn.close()
+
+
+def cmd_jobs_list(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.jobs import admin
+
+    rows = asyncio.run(
+        _on_queue(
+            resolve(settings), lambda conn: admin.listing(conn, args.status, args.queue, args.limit)
+        )
+    )
+    print("id\tqueue\tstatus\tpriority\tretries\trun_after\thospital\tlast_error")
+    for row in rows:
+        print(
+            f"{row['id']}\t{row['queue']}\t{row['status']}\t{row['priority']}\t"
+            f"{row['attempts']}\t{row['execute_after'].isoformat(timespec='seconds')}\t"
+            f"{row['hospital']}\t{row['last_error'] or ''}"
+        )
+    return 0
+
+
+def cmd_jobs_stats(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.jobs import admin
+
+    table = asyncio.run(
+        _on_queue(resolve(settings), lambda conn: admin.stats(conn, args.window * 60))
+    )
+    if args.json:
+        print(json.dumps(table))
+        return 0
+    columns = list(table[0])
+    print("\t".join(columns))
+    for entry in table:
+        print("\t".join(str(entry[c]) for c in columns))
+    return 0
+
+
+def cmd_jobs_retry(settings: Settings, args: argparse.Namespace) -> int:
+    from hms.jobs import admin
+
+    requeued, refused = asyncio.run(
+        _on_queue(resolve(settings), lambda conn: admin.retry(conn, args.ids))
+    )
+    for job_id in requeued:
+        print(f"job {job_id} queued again")
+    for job_id in refused:
+        _say(f"job {job_id} is not a dead letter (missing, waiting or running): left as it is")
+    return 1 if refused else 0
+
+
+def cmd_hospitals_webhook(settings: Settings, args: argparse.Namespace) -> int:
+    """Where a hospital's reminders are POSTed; prints the signing secret when it is new."""
+    from hms.jobs import notify
+    from hms.persistence import jobs
+
+    if not re.fullmatch(r"https?://[^\s]+", args.url) or len(args.url) > 2000:
+        _say("--url must be an http:// or https:// URL")
+        return 2
+    found = _in_hospital(settings, args.hospital)
+    if found is None:
+        return 1
+    url, hospital_id = found
+
+    async def work(engine: Any) -> str:
+        current = await jobs.webhook_of(engine, hospital_id)
+        secret = (
+            current.secret
+            if current is not None and not args.rotate_secret
+            else notify.new_secret()
+        )
+        await jobs.set_webhook(engine, hospital_id, args.url, secret)
+        return "" if current is not None and not args.rotate_secret else secret
+
+    new_secret = asyncio.run(_with_engine(url, work))
+    if new_secret:
+        print(new_secret)
+        _say("the signing secret above is shown once: give it to the receiver")
+    else:
+        _say("webhook URL updated; the signing secret is unchanged (--rotate-secret for a new one)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="hms", description="HMS hospital data platform")
     root.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -754,6 +885,36 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--timezone", default="UTC", help="IANA time zone (default UTC)")
     create.set_defaults(run=cmd_hospitals_add)
     hospital_commands.add_parser("list", help="every hospital").set_defaults(run=cmd_hospitals_list)
+    webhook = hospital_commands.add_parser(
+        "webhook", help="where the hospital's reminders are delivered (signed webhooks)"
+    )
+    webhook.add_argument("--hospital", required=True, help="hospital slug")
+    webhook.add_argument("--url", required=True, help="the receiver's http(s) URL")
+    webhook.add_argument(
+        "--rotate-secret", action="store_true", help="make a new signing secret and print it"
+    )
+    webhook.set_defaults(run=cmd_hospitals_webhook)
+
+    worker = commands.add_parser(
+        "worker", help="run background jobs (reminders, clinical processing, reports)"
+    )
+    worker.set_defaults(run=cmd_worker)
+    jobs_parser = commands.add_parser("jobs", help="the background job queue")
+    jobs_commands = jobs_parser.add_subparsers(dest="jobs_command", required=True)
+    jobs_list = jobs_commands.add_parser("list", help="jobs in the queue, highest priority first")
+    jobs_list.add_argument("--status", choices=("queued", "picked", "failed"))
+    jobs_list.add_argument("--queue", choices=("reminders", "clinical", "reports"))
+    jobs_list.add_argument("--limit", type=int, default=100)
+    jobs_list.set_defaults(run=cmd_jobs_list)
+    jobs_stats = jobs_commands.add_parser(
+        "stats", help="per queue: waiting, scheduled, running, dead, oldest wait, recent outcomes"
+    )
+    jobs_stats.add_argument("--window", type=float, default=60.0, help="minutes of outcomes")
+    jobs_stats.add_argument("--json", action="store_true")
+    jobs_stats.set_defaults(run=cmd_jobs_stats)
+    jobs_retry = jobs_commands.add_parser("retry", help="put dead-letter jobs back in their queue")
+    jobs_retry.add_argument("ids", type=int, nargs="+", metavar="ID")
+    jobs_retry.set_defaults(run=cmd_jobs_retry)
 
     members = commands.add_parser(
         "members", help="who acts in a hospital with which roles (for OIDC tokens)"

@@ -291,6 +291,30 @@ class Settings:
     membership_ttl: float = 30.0
     #: How often each worker seals new audit events into their hospital's hash chain.
     audit_seal_seconds: float = 1.0
+    #: How long before a booked appointment's start its reminder is sent (hms.jobs).
+    reminder_lead: dt.timedelta = dt.timedelta(hours=24)
+    #: ``hms worker``: jobs of each queue one worker process runs at once, the tries a job
+    #: gets before it is held as failed (a dead letter, ``hms jobs retry``), and the port its
+    #: Prometheus metrics are served on (0: none).
+    job_concurrency: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {"reminders": 8, "clinical": 4, "reports": 1}
+    )
+    job_max_attempts: int = 5
+    #: Jobs one worker process runs at once across its queues, highest priority first (0: only
+    #: the queues' limits apply). PgQueuer takes jobs in batches of half this, so at least 2.
+    worker_concurrency: int = 0
+    #: Retry delay after a failed try: ``job_retry_base * 2**tries`` capped at ``job_retry_max``
+    #: seconds, with jitter (half of it random); a job's database work must end within
+    #: ``job_timeout`` seconds; a job whose worker stopped beating for ``job_heartbeat_timeout``
+    #: seconds (killed, partitioned) is taken by another worker.
+    job_retry_base: float = 10.0
+    job_retry_max: float = 900.0
+    job_timeout: float = 60.0
+    job_heartbeat_timeout: float = 30.0
+    #: A worker wakes on the queue's NOTIFY; it also looks for due jobs (a retry's backoff
+    #: ending, a reminder's time coming) at least this often.
+    job_poll_seconds: float = 2.0
+    worker_metrics_port: int = 9464
 
     @property
     def is_dev(self) -> bool:
@@ -358,6 +382,17 @@ class Settings:
         data_dir = env.get("HMS_DATA_DIR")
         pooler = _choice(env, "HMS_DATABASE_POOLER", "none", POOLERS)
         max_cost = _int(env, "HMS_MAX_COST", 1000, minimum=1)
+        worker_concurrency = _int(env, "HMS_WORKER_CONCURRENCY", 0)
+        if worker_concurrency == 1:
+            raise SettingsError("HMS_WORKER_CONCURRENCY must be 0 (no cap) or at least 2")
+        concurrency = {"reminders": 8, "clinical": 4, "reports": 1}
+        for queue, raw in _pairs(env, "HMS_JOB_CONCURRENCY", None).items():
+            if queue not in concurrency or not raw.isdigit() or int(raw) < 1:
+                raise SettingsError(
+                    "HMS_JOB_CONCURRENCY takes queue=N pairs (queues: "
+                    f"{', '.join(concurrency)}; N at least 1), got {queue}={raw}"
+                )
+            concurrency[queue] = int(raw)
         cost_mode = env.get("HMS_COST_MODE") or "enforce"
         if cost_mode not in COST_MODES:
             raise SettingsError(f"HMS_COST_MODE must be measure or enforce, got {cost_mode!r}")
@@ -429,6 +464,18 @@ class Settings:
                 hours=_seconds(env, "HMS_MAX_TOKEN_LIFETIME_HOURS", 24.0, minimum=0.01)
             ),
             max_cost=max_cost,
+            reminder_lead=dt.timedelta(
+                hours=_seconds(env, "HMS_REMINDER_LEAD_HOURS", 24.0, minimum=0)
+            ),
+            job_concurrency=concurrency,
+            job_max_attempts=_int(env, "HMS_JOB_MAX_ATTEMPTS", 5, minimum=1),
+            worker_concurrency=worker_concurrency,
+            job_retry_base=_seconds(env, "HMS_JOB_RETRY_BASE_SECONDS", 10.0, minimum=0.01),
+            job_retry_max=_seconds(env, "HMS_JOB_RETRY_MAX_SECONDS", 900.0, minimum=0.01),
+            job_timeout=_seconds(env, "HMS_JOB_TIMEOUT", 60.0),
+            job_heartbeat_timeout=_seconds(env, "HMS_JOB_HEARTBEAT_TIMEOUT", 30.0, minimum=1.0),
+            job_poll_seconds=_seconds(env, "HMS_JOB_POLL_SECONDS", 2.0, minimum=0.05),
+            worker_metrics_port=_int(env, "HMS_WORKER_METRICS_PORT", 9464),
             max_depth=_int(env, "HMS_MAX_DEPTH", 12, minimum=1),
             max_aliases=_int(env, "HMS_MAX_ALIASES", 30),
             max_root_fields=_int(env, "HMS_MAX_ROOT_FIELDS", 10, minimum=1),

@@ -80,6 +80,8 @@ TENANT_TABLES = (
     "audit_event",
     "audit_patient",
     "emergency_grant",
+    "report",
+    "patient_visit_summary",
 )
 
 
@@ -372,4 +374,65 @@ emergency_grant = Table(
     ),
     CheckConstraint("char_length(reason) BETWEEN 10 AND 500", name="reason"),
     Index("ix_emergency_grant_subject", "hospital_id", "subject", "expires_at"),
+)
+
+#: Where a hospital's reminders are delivered (hms.jobs.notify): a webhook URL and the secret its
+#: deliveries are signed with. Only the owner role reads it (the CLI, the worker's jobs
+#: connection); the app role has no grant, so no request can reach a secret.
+hospital_webhook = Table(
+    "hospital_webhook",
+    metadata,
+    Column("hospital_id", UUID(as_uuid=True), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("hospital_id"),
+    ForeignKeyConstraint(["hospital_id"], ["hospital.id"]),
+    CheckConstraint("url ~ '^https?://'", name="url"),
+)
+
+REPORT_KINDS = ("appointments", "encounters")
+REPORT_STATUSES = ("queued", "running", "ready", "failed")
+
+#: A CSV export a user asked for (``requestReport``), written by a low-priority job and kept
+#: here with its content until it is downloaded or expires.
+report = Table(
+    "report",
+    metadata,
+    Column("hospital_id", UUID(as_uuid=True), nullable=False),
+    Column("id", UUID(as_uuid=True), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("range_start", DateTime(timezone=True), nullable=False),
+    Column("range_end", DateTime(timezone=True), nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'queued'")),
+    Column("requested_by", Text, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("row_count", Integer, nullable=True),
+    Column("content", LargeBinary, nullable=True),
+    # Why it failed, in words that hold no PHI (an exception's class, never its message).
+    Column("error", Text, nullable=True),
+    PrimaryKeyConstraint("hospital_id", "id"),
+    ForeignKeyConstraint(["hospital_id"], ["hospital.id"]),
+    CheckConstraint(_in("kind", REPORT_KINDS), name="kind"),
+    CheckConstraint(_in("status", REPORT_STATUSES), name="status"),
+    CheckConstraint("range_end > range_start", name="range"),
+    Index("ix_report_requested", "hospital_id", "requested_at"),
+)
+
+#: Each patient's visits summed up by the clinical job when an encounter finishes, so reads
+#: need not aggregate the encounter history.
+patient_visit_summary = Table(
+    "patient_visit_summary",
+    metadata,
+    Column("hospital_id", UUID(as_uuid=True), nullable=False),
+    Column("patient_id", UUID(as_uuid=True), nullable=False),
+    Column("finished_encounters", Integer, nullable=False),
+    Column("first_visit_at", DateTime(timezone=True), nullable=True),
+    Column("last_visit_at", DateTime(timezone=True), nullable=True),
+    Column("total_minutes", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("hospital_id", "patient_id"),
+    ForeignKeyConstraint(["hospital_id", "patient_id"], ["patient.hospital_id", "patient.id"]),
 )

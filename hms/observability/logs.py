@@ -121,5 +121,9 @@ def config(level: str, form: str) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": False, "level": "CRITICAL"},
+            # httpx logs each outgoing request with its URL at INFO; a webhook receiver's URL
+            # may carry its token.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
         },
     }

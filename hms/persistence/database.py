@@ -449,6 +449,16 @@ class RequestDb:
         row = await self.one_or_none(statement, params)
         return None if row is None else row[0]
 
+    async def on_driver(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``work`` with the request's asyncpg connection, inside its transaction (for a
+        library that speaks asyncpg itself, such as the job queue)."""
+
+        async def step(conn: AsyncConnection) -> T:
+            raw = await conn.get_raw_connection()
+            return await work(raw.driver_connection)
+
+        return await self._run(step)
+
     async def fetch_json(self, sql: str, params: Sequence[Any]) -> tuple[str, bool]:
         """Run a compiled read (``SELECT <data as text>, <ok>``) in a transaction of its own.
 

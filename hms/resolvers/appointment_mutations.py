@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Awaitable
+from typing import Any
 
 from hms.context import Context
 from hms.models.workflow import (
@@ -18,7 +20,7 @@ from hms.models.workflow import (
     allowed_from,
     next_statuses,
 )
-from hms.persistence import appointment_writes
+from hms.persistence import appointment_writes, jobs
 from hms.resolvers.outcomes import Outcome, Problem, atomic, input_field
 from hms.resolvers.validation import Checks
 
@@ -40,6 +42,16 @@ def _period(checks: Checks, start_at: dt.datetime, end_at: dt.datetime, max_hour
         checks.fail("endAt", "Must be after startAt")
     elif end_at - start_at > dt.timedelta(hours=max_hours):
         checks.fail("endAt", f"An appointment may last at most {max_hours} hours")
+
+
+async def _reminded(ctx: Context, write: Awaitable[Any], *, created: bool = False) -> Any:
+    """``write``, then the appointment's reminder made to match it, in the same savepoint: the
+    reminder is enqueued, moved or cancelled exactly when the write commits."""
+    row = await write
+    await jobs.sync_reminder(
+        ctx.db, row, lead=ctx.settings.reminder_lead, now=ctx.now, created=created
+    )
+    return row
 
 
 def _done(ctx: Context, outcome: Outcome) -> Outcome:
@@ -71,14 +83,18 @@ async def schedule(
         return Outcome.failed(*checks.problems)
     outcome = await atomic(
         ctx,
-        lambda: appointment_writes.create(
-            ctx.db,
-            patient_id=patient_pk,
-            practitioner_id=practitioner_pk,
-            status=status,
-            start_at=start_at,
-            end_at=end_at,
-            reason=reason,
+        lambda: _reminded(
+            ctx,
+            appointment_writes.create(
+                ctx.db,
+                patient_id=patient_pk,
+                practitioner_id=practitioner_pk,
+                status=status,
+                start_at=start_at,
+                end_at=end_at,
+                reason=reason,
+            ),
+            created=True,
         ),
         id_fields=_ID_FIELDS,
     )
@@ -110,13 +126,16 @@ async def reschedule(
 
     outcome = await atomic(
         ctx,
-        lambda: appointment_writes.reschedule(
-            ctx.db,
-            pk,
-            expected_version=expected_version,
-            start_at=start_at,
-            end_at=end_at,
-            from_statuses=RESCHEDULABLE_STATUSES,
+        lambda: _reminded(
+            ctx,
+            appointment_writes.reschedule(
+                ctx.db,
+                pk,
+                expected_version=expected_version,
+                start_at=start_at,
+                end_at=end_at,
+                from_statuses=RESCHEDULABLE_STATUSES,
+            ),
         ),
         id_fields=_ID_FIELDS,
         illegal=refused,
@@ -144,13 +163,16 @@ async def _move(
 
     outcome = await atomic(
         ctx,
-        lambda: appointment_writes.set_status(
-            ctx.db,
-            pk,
-            status=target,
-            from_statuses=allowed_from(target),
-            expected_version=expected_version,
-            cancellation_reason=cancellation_reason,
+        lambda: _reminded(
+            ctx,
+            appointment_writes.set_status(
+                ctx.db,
+                pk,
+                status=target,
+                from_statuses=allowed_from(target),
+                expected_version=expected_version,
+                cancellation_reason=cancellation_reason,
+            ),
         ),
         id_fields=_ID_FIELDS,
         illegal=refused,

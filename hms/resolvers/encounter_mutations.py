@@ -7,11 +7,21 @@ with the security issue.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable
+from typing import Any
 
 from hms.context import Context
-from hms.persistence import encounter_writes
+from hms.persistence import encounter_writes, jobs
 from hms.resolvers.outcomes import Outcome, atomic, not_found
 from hms.resolvers.validation import Checks
+
+
+async def _processed(ctx: Context, write: Awaitable[Any]) -> Any:
+    """``write``, then (for a finished encounter) its clinical job, in the same savepoint."""
+    row = await write
+    await jobs.after_encounter(ctx.db, row)
+    return row
+
 
 _ID_FIELDS = {
     "patient": "patientId",
@@ -59,16 +69,19 @@ async def record_encounter(
         return Outcome.failed(*checks.problems)
     outcome = await atomic(
         ctx,
-        lambda: encounter_writes.create(
-            ctx.db,
-            patient_id=patient_pk,
-            practitioner_id=practitioner_pk,
-            appointment_id=appointment_pk,
-            status=status,
-            class_=class_,
-            period_start=period_start,
-            period_end=period_end,
-            reason=reason,
+        lambda: _processed(
+            ctx,
+            encounter_writes.create(
+                ctx.db,
+                patient_id=patient_pk,
+                practitioner_id=practitioner_pk,
+                appointment_id=appointment_pk,
+                status=status,
+                class_=class_,
+                period_start=period_start,
+                period_end=period_end,
+                reason=reason,
+            ),
         ),
         id_fields=_ID_FIELDS,
     )

@@ -51,6 +51,13 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(
         "audit_head",
         "audit_patient",
         "emergency_grant",
+        "hospital_webhook",
+        "report",
+        "patient_visit_summary",
+        "pgqueuer",
+        "pgqueuer_log",
+        "pgqueuer_statistics",
+        "pgqueuer_schedules",
     }
     await asyncio.to_thread(migrate.downgrade, url)
     assert await _tables(url) == set()
@@ -65,7 +72,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(
         )
     finally:
         await conn.close()
-    assert policies == 10  # one per tenant table and the hospital table
+    assert policies == 12  # one per tenant table and the hospital table
     assert exclusion == 1
 
 

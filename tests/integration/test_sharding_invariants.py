@@ -14,6 +14,9 @@ from hms.models.tables import TENANT_TABLES
 
 #: Tables without hospital_id, replicated to every node as Citus reference tables.
 REFERENCE = {"hospital", "persisted_document"}
+#: The job queue (PgQueuer's tables, no hospital_id): Citus local tables on the coordinator, where
+#: the workers take jobs; a job carries its hospital in its payload.
+QUEUE = {"pgqueuer", "pgqueuer_log", "pgqueuer_statistics", "pgqueuer_schedules"}
 
 UNIQUE_KEYS = """
 SELECT c.relname AS table_name, i.relname AS index_name,
@@ -60,7 +63,7 @@ async def test_every_table_is_distributed_by_hospital_or_a_reference_table(
     finally:
         await conn.close()
     distributed = {name for name, tenant in tables.items() if tenant}
-    assert set(tables) == distributed | REFERENCE
+    assert set(tables) == distributed | REFERENCE | QUEUE
     assert set(TENANT_TABLES) <= distributed | {"audit_head"}
 
     bad_keys = [
