@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from hms.cache.backend import RedisCache, cache_from_url
 from hms.context import Principal
-from hms.http import graphiql, headers
+from hms.http import graphiql, headers, reports
 from hms.http.compression import Compression
 from hms.http.graphql import GraphQLEndpoint
 from hms.http.health import Lifecycle, healthz, metrics, readyz
@@ -188,6 +188,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/reports/{report_id}.csv", reports.download, methods=["GET"]),
         *graphiql.routes(settings),
     ]
     # Compression innermost: the headers middlewares add to what it sends (CORS merges its Vary).

@@ -283,6 +283,10 @@ class _Compiler:
             type_name, _ = from_global_id(global_id(self.binding))
         except BadUserInput:
             raise Deopt() from None
+        if type_name not in OBJECTS:
+            # A node the compiler has no mapping for (a Report): this request runs interpreted,
+            # while the document's plans for other types stay.
+            raise Deopt()
 
         def type_of(b: Binding) -> str:
             try:

@@ -32,7 +32,7 @@ from pgqueuer.core.qm import QueueManager
 from pgqueuer.domain import errors, models
 from prometheus_client import CollectorRegistry, start_http_server
 
-from hms.jobs import clinical, reminders
+from hms.jobs import clinical, reminders, reports
 from hms.jobs.base import Handler, JobInput, OnDead, Services
 from hms.jobs.metrics import QUEUE_SAMPLE, WorkerMetrics
 from hms.jobs.notify import DeliveryFailed
@@ -70,7 +70,7 @@ def handlers() -> dict[str, tuple[Handler, OnDead | None]]:
     return {
         "reminders": (reminders.run, None),
         "clinical": (clinical.run, None),
-        "reports": (_not_yet, None),
+        "reports": (reports.run, reports.failed),
     }
 
 
@@ -135,10 +135,6 @@ class Executor(AbstractEntrypointExecutor):
             delay.total_seconds(),
         )
         raise errors.RetryRequested(delay=delay, reason=cause) from None
-
-
-async def _not_yet(services: Services, job: JobInput) -> None:
-    raise NotImplementedError("reports come with requestReport")
 
 
 async def _run_by_executor(job: models.Job) -> None:

@@ -12,7 +12,14 @@ from hms.loaders.base import (
     RowByKeyLoader,
     TrackedLoader,
 )
-from hms.persistence import appointments, encounters, hospitals, patients, practitioners
+from hms.persistence import (
+    appointments,
+    encounters,
+    hospitals,
+    patients,
+    practitioners,
+    reports,
+)
 from hms.persistence.database import RequestDb
 from hms.persistence.filters import AppointmentFilter, EncounterFilter
 
@@ -28,6 +35,7 @@ class Loaders:
         self.practitioner_by_id = RowByKeyLoader[uuid.UUID](db, out, practitioners.by_ids)
         self.appointment_by_id = RowByKeyLoader[uuid.UUID](db, out, appointments.by_ids)
         self.encounter_by_id = RowByKeyLoader[uuid.UUID](db, out, encounters.by_ids)
+        self.report_by_id = RowByKeyLoader[uuid.UUID](db, out, reports.by_ids)
         self.appointments_by_patient = PageByParentLoader[AppointmentFilter | None](
             db, out, appointments.pages_by_patient
         )

@@ -173,6 +173,7 @@ OBJECTS: dict[str, ObjectMap] = {
 INTERPRETED_ONLY: dict[tuple[str, str], str] = {
     ("Query", "auditTrail"): "auditors' reads of the audit trail: rare, and not patient data",
     ("Query", "emergencyGrants"): "the review of break-the-glass grants: rare, auditors only",
+    ("Query", "report"): "a report's status, polled now and then; one small row, no patient data",
 }
 
 

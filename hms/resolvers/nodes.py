@@ -18,6 +18,7 @@ def _loader(ctx: Context, type_name: str) -> RowByKeyLoader[Any]:
         "Appointment": ctx.loaders.appointment_by_id,
         "Encounter": ctx.loaders.encounter_by_id,
         "Hospital": ctx.loaders.hospital_by_id,
+        "Report": ctx.loaders.report_by_id,
     }[type_name]
 
 

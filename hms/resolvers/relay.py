@@ -18,7 +18,7 @@ from typing import Any
 
 from hms.resolvers.errors import BadUserInput
 
-NODE_TYPES = ("Patient", "Practitioner", "Appointment", "Encounter", "Hospital")
+NODE_TYPES = ("Patient", "Practitioner", "Appointment", "Encounter", "Hospital", "Report")
 
 
 def _b64(data: bytes) -> str:

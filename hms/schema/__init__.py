@@ -12,12 +12,19 @@ from strawberry.types.arguments import convert_arguments
 from hms.schema.mutation import Mutation
 from hms.schema.query import Query
 from hms.schema.scalars import SCALARS
-from hms.schema.types.nodes import Appointment, Encounter, Hospital, Patient, Practitioner
+from hms.schema.types.nodes import (
+    Appointment,
+    Encounter,
+    Hospital,
+    Patient,
+    Practitioner,
+    Report,
+)
 
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
-    types=[Patient, Practitioner, Appointment, Encounter, Hospital],
+    types=[Patient, Practitioner, Appointment, Encounter, Hospital, Report],
     config=StrawberryConfig(scalar_map=SCALARS),
 )
 

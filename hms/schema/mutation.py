@@ -14,7 +14,7 @@ from __future__ import annotations
 import strawberry
 
 from hms.resolvers import appointment_mutations as appointments
-from hms.resolvers import emergency
+from hms.resolvers import emergency, reports
 from hms.resolvers import encounter_mutations as encounters
 from hms.resolvers import patient_mutations as patients
 from hms.resolvers.outcomes import Outcome, Problem, input_field
@@ -29,6 +29,8 @@ from hms.schema.types.mutations import (
     OpenEmergencyAccessPayload,
     RecordEncounterInput,
     RecordEncounterPayload,
+    RequestReportInput,
+    RequestReportPayload,
     RescheduleAppointmentInput,
     RescheduleAppointmentPayload,
     RevealNationalIdInput,
@@ -197,3 +199,18 @@ class Mutation:
     ) -> RevealNationalIdPayload:
         outcome = await emergency.reveal_national_id(info.context, input.patient_id, input.reason)
         return RevealNationalIdPayload.of(outcome)
+
+    @strawberry.mutation(
+        description=(
+            "Ask for a CSV export of the hospital's appointments or encounters that start in"
+            " [from, to), at most 366 days (administrators and clinicians). A background job"
+            " writes it: poll report(id) until READY, then GET its downloadUrl."
+        ),
+        directives=[MUTATION],
+        extensions=[WriteGuard()],
+    )
+    async def request_report(self, info: Info, input: RequestReportInput) -> RequestReportPayload:
+        outcome = await reports.request_report(
+            info.context, kind=input.kind.value, start=input.from_, end=input.to
+        )
+        return RequestReportPayload.of(outcome)

@@ -8,6 +8,7 @@ import strawberry
 
 from hms.resolvers import audit_trail, emergency, lists, nodes
 from hms.resolvers import patients as patient_resolvers
+from hms.resolvers import reports as report_resolvers
 from hms.resolvers.errors import BadUserInput, Forbidden
 from hms.schema.directives import AGGREGATE, BY_IDS, NESTED_PAGE, PAGE
 from hms.schema.types.audit import AuditTrail, EmergencyGrants, grants_of, trail_of
@@ -29,8 +30,9 @@ from hms.schema.types.nodes import (
     Node,
     Patient,
     Practitioner,
+    Report,
 )
-from hms.security.policy import AUDIT_READERS
+from hms.security.policy import AUDIT_READERS, may_report, report_refusal
 
 
 @strawberry.type(description="The caller: who they are, where, and as what.")
@@ -54,10 +56,12 @@ class PatientStats:
     new_last_30_days: int
 
 
-def _node(found: tuple[str, Any] | None) -> Node | None:
+def _node(info: Info, found: tuple[str, Any] | None) -> Node | None:
     if found is None:
         return None
     type_name, row = found
+    if type_name == "Report" and not may_report(info.context.principal.roles):
+        return None  # for node(), a report the caller may not read is one it cannot see
     node: Node = NODE_TYPES[type_name].from_row(row)
     return node
 
@@ -66,7 +70,7 @@ def _node(found: tuple[str, Any] | None) -> Node | None:
 class Query:
     @strawberry.field(description="Any object by global id; null when missing or not visible.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
-        return _node(await nodes.node(info.context, id))
+        return _node(info, await nodes.node(info.context, id))
 
     @strawberry.field(
         description="Objects by global id, in order; null where missing.", directives=[BY_IDS]
@@ -74,7 +78,7 @@ class Query:
     async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
         if len(ids) > info.context.settings.max_page_size:
             raise BadUserInput(f"'ids' takes at most {info.context.settings.max_page_size} ids")
-        return [_node(item) for item in await nodes.nodes(info.context, ids)]
+        return [_node(info, item) for item in await nodes.nodes(info.context, ids)]
 
     @strawberry.field(
         description=(
@@ -109,6 +113,18 @@ class Query:
             raise Forbidden("Only auditors and administrators review emergency grants")
         rows, has_next = await emergency.grants_page(info.context, first, after)
         return grants_of(rows, has_next)
+
+    @strawberry.field(
+        description=(
+            "A report by id (administrators and clinicians); null when missing or another"
+            " hospital's."
+        )
+    )
+    async def report(self, info: Info, id: strawberry.ID) -> Report | None:
+        if not may_report(info.context.principal.roles):
+            raise Forbidden(report_refusal())
+        row = await report_resolvers.report(info.context, id)
+        return None if row is None else Report.from_row(row)
 
     @strawberry.field
     def viewer(self, info: Info) -> Viewer:

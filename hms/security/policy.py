@@ -67,6 +67,11 @@ ROLES = tuple(READS)
 
 _STAFF = frozenset({"admin", "clinician", "front_desk"})
 
+#: Who requests reports (CSV exports of a hospital's appointments or encounters), reads their
+#: status and downloads them. A report holds names and MRNs, so each of these roles must read
+#: demographic fields (a test checks); it holds no contact, clinical or sensitive field.
+REPORTERS = frozenset({"admin", "clinician"})
+
 #: Mutation field -> the roles that may run it.
 WRITES: Mapping[str, frozenset[str]] = {
     "createPatient": _STAFF,
@@ -78,6 +83,7 @@ WRITES: Mapping[str, frozenset[str]] = {
     "recordEncounter": frozenset({"clinician"}),
     "openEmergencyAccess": frozenset({"clinician"}),
     "revealNationalId": frozenset({"admin", "clinician"}),
+    "requestReport": REPORTERS,
 }
 
 #: The classes a confidential record (a patient marked ``confidential``, and its appointments
@@ -114,6 +120,14 @@ def may_write(mutation: str, roles: Iterable[str]) -> bool:
 
 def may_label(roles: Iterable[str]) -> bool:
     return not LABELERS.isdisjoint(roles)
+
+
+def may_report(roles: Iterable[str]) -> bool:
+    return not REPORTERS.isdisjoint(roles)
+
+
+def report_refusal() -> str:
+    return f"Your role may not read reports (roles that may: {', '.join(sorted(REPORTERS))})"
 
 
 def read_refusal(field_class: FieldClass) -> str:

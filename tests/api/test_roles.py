@@ -48,6 +48,7 @@ WRITERS = {
     "recordEncounter": {"clinician"},
     "openEmergencyAccess": {"clinician"},
     "revealNationalId": {"admin", "clinician"},
+    "requestReport": {"admin", "clinician"},
 }
 
 CHART = """
@@ -322,6 +323,10 @@ def mutations(
             "RevealNationalIdInput",
             {"patientId": patient, "reason": "role test: identity check"},
         ),
+        "requestReport": (
+            "RequestReportInput",
+            {"kind": "APPOINTMENTS", "from": at(day, 0), "to": at(day + 1, 0)},
+        ),
     }
 
 
@@ -355,12 +360,15 @@ async def test_every_role_runs_exactly_its_mutations(
         else:
             assert codes == ["FORBIDDEN"], (role, name)
     after = await counts(database_url, chart)
-    # A new patient (version 1) and a renamed one (version + 1); a booking; an encounter.
-    wrote = {"patient": 1, "appointment": 1, "encounter": 0, "version": 2}
+    # A new patient (version 1) and a renamed one (version + 1); a booking; an encounter; a
+    # report.
+    wrote = {"patient": 1, "appointment": 1, "encounter": 0, "version": 2, "report": 0}
     if role == "clinician":
         wrote["encounter"] = 1
     elif role not in ("admin", "front_desk"):
         wrote = dict.fromkeys(wrote, 0)  # nothing written, not even a version bump
+    if role in ("admin", "clinician"):
+        wrote["report"] = 1
     assert after == {key: before[key] + wrote[key] for key in before}
 
 
@@ -370,10 +378,12 @@ async def counts(database_url: str, chart: fixtures.HospitalData) -> dict[str, i
         "SELECT (SELECT count(*) FROM patient WHERE hospital_id = $1) AS patient,"
         " (SELECT count(*) FROM appointment WHERE hospital_id = $1) AS appointment,"
         " (SELECT count(*) FROM encounter WHERE hospital_id = $1) AS encounter,"
-        " (SELECT sum(version) FROM patient WHERE hospital_id = $1) AS version",
+        " (SELECT sum(version) FROM patient WHERE hospital_id = $1) AS version,"
+        " (SELECT count(*) FROM report WHERE hospital_id = $1) AS report",
         chart.id,
     )
-    return {key: int(row[key]) for key in ("patient", "appointment", "encounter", "version")}
+    keys = ("patient", "appointment", "encounter", "version", "report")
+    return {key: int(row[key]) for key in keys}
 
 
 def test_the_code_matches_the_intended_policy() -> None:

@@ -67,3 +67,17 @@ class PatientOrderField(enum.Enum):
 @strawberry.enum
 class AppointmentOrderField(enum.Enum):
     START_AT = "start_at"
+
+
+@strawberry.enum(description="What a report lists.")
+class ReportKind(enum.Enum):
+    APPOINTMENTS = "appointments"
+    ENCOUNTERS = "encounters"
+
+
+@strawberry.enum(description="Where a report is: QUEUED, RUNNING, then READY or FAILED.")
+class ReportStatus(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"

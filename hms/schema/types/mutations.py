@@ -13,8 +13,14 @@ import strawberry
 from hms.resolvers.outcomes import Outcome
 from hms.resolvers.relay import to_global_id
 from hms.schema.guards import phi
-from hms.schema.types.enums import AppointmentStatus, EncounterClass, EncounterStatus, Gender
-from hms.schema.types.nodes import Appointment, Encounter, Patient
+from hms.schema.types.enums import (
+    AppointmentStatus,
+    EncounterClass,
+    EncounterStatus,
+    Gender,
+    ReportKind,
+)
+from hms.schema.types.nodes import Appointment, Encounter, Patient, Report
 from hms.security.policy import FieldClass
 
 
@@ -318,3 +324,25 @@ class RevealNationalIdPayload:
     @classmethod
     def of(cls, outcome: Outcome) -> RevealNationalIdPayload:
         return cls(national_id=outcome.row, user_errors=user_errors(outcome))
+
+
+@strawberry.input
+class RequestReportInput:
+    kind: ReportKind
+    from_: dt.datetime = strawberry.field(name="from", description="Start of the range, inclusive.")
+    to: dt.datetime = strawberry.field(
+        description="End of the range, exclusive; at most 366 days after from."
+    )
+
+
+@strawberry.type
+class RequestReportPayload:
+    report: Report | None = strawberry.field(
+        description="The queued report: poll report(id) until it is READY."
+    )
+    user_errors: list[UserError]
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> RequestReportPayload:
+        report = None if outcome.row is None else Report.from_row(outcome.row)
+        return cls(report=report, user_errors=user_errors(outcome))

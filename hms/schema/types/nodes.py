@@ -1,4 +1,5 @@
-"""The object types behind ``Node``: Patient, Practitioner, Appointment, Encounter, Hospital.
+"""The object types behind ``Node``: Patient, Practitioner, Appointment, Encounter, Hospital,
+Report.
 
 They live in one module because they reference each other both ways (a patient's appointments,
 an appointment's patient). Each wraps a database row: plain fields are copied once when the object
@@ -21,10 +22,18 @@ from hms.resolvers import patients as patient_resolvers
 from hms.resolvers import scheduling
 from hms.resolvers.fields import OBJECTS, Kind, Leaf
 from hms.resolvers.relay import to_global_id
+from hms.resolvers.reports import download_url
 from hms.schema.directives import NESTED_PAGE
 from hms.schema.guards import phi
 from hms.schema.types.connection import Connection, connection
-from hms.schema.types.enums import AppointmentStatus, EncounterClass, EncounterStatus, Gender
+from hms.schema.types.enums import (
+    AppointmentStatus,
+    EncounterClass,
+    EncounterStatus,
+    Gender,
+    ReportKind,
+    ReportStatus,
+)
 from hms.schema.types.inputs import AppointmentFilter, EncounterFilter
 from hms.security.policy import FieldClass
 
@@ -271,10 +280,58 @@ class Encounter(Node):
         return None if row is None else Appointment.from_row(row)
 
 
+@strawberry.type(
+    description=(
+        "A CSV export of the hospital's appointments or encounters (requestReport), written in"
+        " the background; administrators and clinicians read it."
+    )
+)
+class Report(Node):
+    kind: ReportKind
+    from_: dt.datetime = strawberry.field(
+        name="from",
+        description="Start of the range, inclusive (an appointment's or encounter's start).",
+    )
+    to: dt.datetime = strawberry.field(description="End of the range, exclusive.")
+    status: ReportStatus
+    requested_at: dt.datetime
+    finished_at: dt.datetime | None = strawberry.field(
+        description="When it became READY or FAILED."
+    )
+    row_count: int | None = strawberry.field(description="Rows in the CSV, once READY.")
+    error: str | None = strawberry.field(
+        description="Why it FAILED: the kind of error that stopped its last try (never data)."
+    )
+    download_url: str | None = strawberry.field(
+        description=(
+            "Once READY: where to GET the CSV (relative to this server), with the same bearer"
+            " token. Each download is audited."
+        )
+    )
+
+    @classmethod
+    def from_row(cls, row: Any) -> Report:
+        # Built by hand, not by RowCopy: the compiled path does not read reports (it leaves
+        # node() of a Report and report() to this path), so they have no field mapping.
+        return cls(
+            id=strawberry.ID(to_global_id("Report", row.id)),
+            kind=ReportKind(row.kind),
+            from_=row.range_start,
+            to=row.range_end,
+            status=ReportStatus(row.status),
+            requested_at=row.requested_at,
+            finished_at=row.finished_at,
+            row_count=row.row_count,
+            error=row.error,
+            download_url=download_url(row),
+        )
+
+
 NODE_TYPES: dict[str, Any] = {
     "Patient": Patient,
     "Practitioner": Practitioner,
     "Appointment": Appointment,
     "Encounter": Encounter,
     "Hospital": Hospital,
+    "Report": Report,
 }
