@@ -291,8 +291,10 @@ class Settings:
     membership_ttl: float = 30.0
     #: How often each worker seals new audit events into their hospital's hash chain.
     audit_seal_seconds: float = 1.0
-    #: How long before a booked appointment's start its reminder is sent (hms.jobs).
+    #: How long before a booked appointment's start its reminder is sent (hms.jobs); with
+    #: ``reminders`` off, bookings enqueue none (a deployment that sends none elsewhere).
     reminder_lead: dt.timedelta = dt.timedelta(hours=24)
+    reminders: bool = True
     #: ``hms worker``: jobs of each queue one worker process runs at once, the tries a job
     #: gets before it is held as failed (a dead letter, ``hms jobs retry``), and the port its
     #: Prometheus metrics are served on (0: none).
@@ -467,6 +469,7 @@ class Settings:
             reminder_lead=dt.timedelta(
                 hours=_seconds(env, "HMS_REMINDER_LEAD_HOURS", 24.0, minimum=0)
             ),
+            reminders=_bool(env, "HMS_REMINDERS", True),
             job_concurrency=concurrency,
             job_max_attempts=_int(env, "HMS_JOB_MAX_ATTEMPTS", 5, minimum=1),
             worker_concurrency=worker_concurrency,

@@ -48,7 +48,11 @@ def pending(database_url: str) -> bool:
     heads = set(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
 
     async def current() -> set[str]:
-        engine = create_async_engine(async_url(database_url))
+        # As in migrations/env.py: nothing prepared is left behind a transaction pooler.
+        engine = create_async_engine(
+            async_url(database_url),
+            connect_args={"statement_cache_size": 0, "prepared_statement_cache_size": 0},
+        )
         try:
             async with engine.connect() as conn:
                 return set(

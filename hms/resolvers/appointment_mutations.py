@@ -48,9 +48,10 @@ async def _reminded(ctx: Context, write: Awaitable[Any], *, created: bool = Fals
     """``write``, then the appointment's reminder made to match it, in the same savepoint: the
     reminder is enqueued, moved or cancelled exactly when the write commits."""
     row = await write
-    await jobs.sync_reminder(
-        ctx.db, row, lead=ctx.settings.reminder_lead, now=ctx.now, created=created
-    )
+    if ctx.settings.reminders:
+        await jobs.sync_reminder(
+            ctx.db, row, lead=ctx.settings.reminder_lead, now=ctx.now, created=created
+        )
     return row
 
 

@@ -676,3 +676,16 @@ async def test_a_thousand_bookings_make_a_thousand_reminders_none_twice(
     assert set(hooked.kept_for("reminder_")) == expected
     assert len(hooked.tries) == 1000  # not one delivered twice
     assert hooked.refused == 0
+
+
+async def test_with_reminders_off_a_booking_enqueues_none(jobs_url: str, ward: Hospital) -> None:
+    settings = Settings(
+        database_url=jobs_url, jwt_secret=SECRET, phi_keys=(PHI_KEY,), reminders=False
+    )
+    application: Starlette = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hms.test") as client:
+            appointment = await book(client, ward, slot_start(2), practitioner=8)
+    assert appointment["status"] == "BOOKED"
+    assert await live_reminders(jobs_url, appointment) == []

@@ -18,6 +18,7 @@ import asyncio
 import configparser
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import os
 import shutil
@@ -42,6 +43,7 @@ from hms.app import create_app
 from hms.persistence import memberships
 from hms.persistence.database import Database, StatementTimeout
 from hms.persistence.urls import async_url, asyncpg_dsn
+from hms.resolvers.relay import from_global_id
 from hms.security.identity import Memberships
 from hms.security.membership_events import MembershipListener
 from hms.settings import Settings
@@ -612,3 +614,85 @@ async def test_a_direct_listen_url_brings_membership_changes_back(
     finally:
         await owner.dispose()
     assert results == {"pooler": frozenset({"clinician"}), "direct": frozenset({"auditor"})}
+
+
+async def test_jobs_are_enqueued_cancelled_and_run_through_pgbouncer(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    bouncer: Bouncer,
+    database_url: str,
+    dataset: fixtures.Dataset,
+    tmp_path: Path,
+    quiet: None,
+) -> None:
+    """The queue's statements (enqueue, cancel) run in the request's transaction through the
+    pooler, and ``hms worker`` does its tenant work through it too, LISTENing on the direct URL
+    (HMS_DATABASE_LISTEN_URL); no server connection keeps anything."""
+    from hms.jobs import notify
+    from hms.persistence import jobs
+    from tests.jobs_support import Receiver, Worker, wait_until
+
+    ward = await make_hospital(database_url)
+    gql = graphql_over(clients[0], dataset)
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=1)
+
+    async def book(practitioner: int) -> dict[str, Any]:
+        body = await gql(
+            SCHEDULE,
+            {
+                "input": {
+                    "patientId": gid("Patient", ward.patients[0]),
+                    "practitionerId": gid("Practitioner", ward.practitioners[practitioner]),
+                    "startAt": start.isoformat(),
+                    "endAt": (start + dt.timedelta(minutes=30)).isoformat(),
+                }
+            },
+            hospital=ward,
+        )
+        assert "errors" not in body, body
+        appointment: dict[str, Any] = body["data"]["scheduleAppointment"]["appointment"]
+        return appointment
+
+    kept, dropped = await book(0), await book(1)
+    cancelled = await gql(
+        "mutation($input: CancelAppointmentInput!) { cancelAppointment(input: $input) {"
+        " userErrors { code } } }",
+        {"input": {"id": dropped["id"], "reason": "called"}},
+        hospital=ward,
+    )
+    assert cancelled["data"]["cancelAppointment"]["userErrors"] == []
+    live = await owner_rows(
+        database_url,
+        "SELECT dedupe_key FROM pgqueuer WHERE convert_from(payload, 'UTF8')::jsonb"
+        " ->> 'hospital' = $1",
+        str(ward.id),
+    )
+    kept_pk = from_global_id(kept["id"])[1]
+    assert [r["dedupe_key"] for r in live] == [jobs.reminder_key(kept_pk)]
+    await assert_clean(bouncer)
+
+    receiver = Receiver(notify.new_secret())
+    try:
+        engine = create_async_engine(async_url(database_url))
+        try:
+            await jobs.set_webhook(engine, ward.id, receiver.url, receiver.secret)
+        finally:
+            await engine.dispose()
+        worker = Worker(
+            database_url,
+            tmp_path,
+            HMS_DATABASE_URL=bouncer.url,
+            HMS_DATABASE_POOLER="pgbouncer",
+            HMS_DATABASE_LISTEN_URL=database_url,
+        )
+        try:
+            await asyncio.to_thread(wait_until, lambda: len(receiver.kept) == 1, 30, "delivery")
+            assert worker.stop() == 0
+        finally:
+            if worker.process.poll() is None:
+                worker.process.kill()
+        assert receiver.refused == 0
+        (message,) = receiver.kept.values()
+        assert message.body["data"]["appointment"]["id"] == kept["id"]
+    finally:
+        receiver.close()
+    await assert_clean(bouncer)

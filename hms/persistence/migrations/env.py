@@ -35,7 +35,13 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(config.get_main_option("sqlalchemy.url") or "")
+    # No cached (named) prepared statements: the URL may name a transaction pooler, where one
+    # would be left on a server connection for other clients to trip over. A migration runs
+    # rarely; preparing each statement anew costs nothing that matters.
+    engine = create_async_engine(
+        config.get_main_option("sqlalchemy.url") or "",
+        connect_args={"statement_cache_size": 0, "prepared_statement_cache_size": 0},
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)
