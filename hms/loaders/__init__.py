@@ -19,6 +19,7 @@ from hms.persistence import (
     patients,
     practitioners,
     reports,
+    visits,
 )
 from hms.persistence.database import RequestDb
 from hms.persistence.filters import AppointmentFilter, EncounterFilter
@@ -36,6 +37,9 @@ class Loaders:
         self.appointment_by_id = RowByKeyLoader[uuid.UUID](db, out, appointments.by_ids)
         self.encounter_by_id = RowByKeyLoader[uuid.UUID](db, out, encounters.by_ids)
         self.report_by_id = RowByKeyLoader[uuid.UUID](db, out, reports.by_ids)
+        self.visit_summary_by_patient = RowByKeyLoader[uuid.UUID](
+            db, out, visits.by_patient_ids, attribute="patient_id"
+        )
         self.appointments_by_patient = PageByParentLoader[AppointmentFilter | None](
             db, out, appointments.pages_by_patient
         )

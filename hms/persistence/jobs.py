@@ -187,6 +187,7 @@ SELECT :hospital_id, :patient_id, count(*), min(period_start), max(period_start)
        now()
 FROM encounter
 WHERE hospital_id = :hospital_id AND patient_id = :patient_id AND status = 'finished'
+HAVING count(*) > 0
 ON CONFLICT (hospital_id, patient_id) DO UPDATE SET
     finished_encounters = excluded.finished_encounters,
     first_visit_at = excluded.first_visit_at,

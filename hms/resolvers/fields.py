@@ -174,6 +174,10 @@ INTERPRETED_ONLY: dict[tuple[str, str], str] = {
     ("Query", "auditTrail"): "auditors' reads of the audit trail: rare, and not patient data",
     ("Query", "emergencyGrants"): "the review of break-the-glass grants: rare, auditors only",
     ("Query", "report"): "a report's status, polled now and then; one small row, no patient data",
+    ("Patient", "visitSummary"): (
+        "the clinical job's row keyed by the patient (patient_visit_summary), not a ToOne by id;"
+        " the interpreted path reads a request's summaries in one batched statement"
+    ),
 }
 
 

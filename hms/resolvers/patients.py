@@ -1,4 +1,5 @@
-"""Patient reads: one patient, by MRN, the stats card, and a patient's nested lists."""
+"""Patient reads: one patient, by MRN, the stats card, a patient's nested lists and visit
+summary."""
 
 from __future__ import annotations
 
@@ -47,3 +48,9 @@ async def encounters_of(ctx: Context, patient_id: uuid.UUID, args: Mapping[str, 
         ctx.loaders.encounters_by_patient,
         ctx.loaders.encounter_count_by_patient,
     )
+
+
+async def visit_summary_of(ctx: Context, patient_id: uuid.UUID) -> Any:
+    """The patient's visit summary row, None until the clinical job has processed a finished
+    encounter of theirs (batched with every other patient's of the request)."""
+    return await ctx.loaders.visit_summary_by_patient.load(patient_id)

@@ -35,6 +35,7 @@ from hms.schema.types.enums import (
     ReportStatus,
 )
 from hms.schema.types.inputs import AppointmentFilter, EncounterFilter
+from hms.schema.types.visits import VISIT_SUMMARY, VisitSummary
 from hms.security.policy import FieldClass
 
 Info = strawberry.Info[Context, None]
@@ -161,6 +162,13 @@ class Patient(Node):
         args = {"first": first, "after": after, "filter": filter}
         page = await patient_resolvers.encounters_of(info.context, self.pk, args)
         return connection(page, Encounter.from_row)
+
+    # Dates and counts of visits tell when someone was treated: clinical, hidden on a
+    # confidential record as its other clinical fields are.
+    @phi(FieldClass.CLINICAL, description=VISIT_SUMMARY)
+    async def visit_summary(self, info: Info) -> VisitSummary | None:
+        row = await patient_resolvers.visit_summary_of(info.context, self.pk)
+        return None if row is None else VisitSummary.from_row(row)
 
 
 @strawberry.type
