@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 from pgqueuer.adapters.persistence.queries import Queries
-from pgqueuer.domain.types import JobId
 from sqlalchemy import Row, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,7 +41,21 @@ BY_NAME = {queue.name: queue for queue in QUEUES}
 #: An appointment in this status is reminded of; any other status has no reminder.
 REMINDED_STATUS = "booked"
 
-_FIND_LIVE = "SELECT id FROM pgqueuer WHERE dedupe_key = $1 AND status IN ('queued', 'picked')"
+#: Cancel the live job with a dedupe key in one statement: removed from the queue and logged
+#: ``canceled`` in PgQueuer's log, as its own cancellation does. (PgQueuer's takes a lookup,
+#: the log statement and a NOTIFY to the worker, three round trips on every appointment write:
+#: 20% of the write mix's throughput. A worker already running the job is not told; a reminder
+#: reads its appointment again before it sends anything.)
+_CANCEL = """
+WITH gone AS (
+    DELETE FROM pgqueuer WHERE dedupe_key = $1 AND status IN ('queued', 'picked')
+    RETURNING id, entrypoint, priority
+), logged AS (
+    INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority)
+    SELECT id, 'canceled', entrypoint, priority FROM gone
+)
+SELECT id FROM gone
+"""
 
 
 def payload(hospital_id: uuid.UUID | None, **fields: Any) -> bytes:
@@ -72,15 +85,12 @@ async def enqueue(
 
 
 async def cancel(db: RequestDb, dedupe_key: str) -> int | None:
-    """Cancel the live (waiting or running) job with this key in ``db``'s transaction: logged
-    as cancelled and removed; a worker running it is told. Returns its id, None if none."""
+    """Cancel the live (waiting or running) job with this key in ``db``'s transaction: removed
+    and logged as cancelled. Returns its id, None if there was none."""
 
     async def work(conn: Any) -> int | None:
-        found = await conn.fetchval(_FIND_LIVE, dedupe_key)
-        if found is None:
-            return None
-        await Queries.from_asyncpg_connection(conn).mark_job_as_cancelled([JobId(found)])
-        return int(found)
+        found = await conn.fetchval(_CANCEL, dedupe_key)
+        return None if found is None else int(found)
 
     return await db.on_driver(work)
 
