@@ -514,6 +514,12 @@ class RequestDb:
             asked = time.perf_counter()
             conn = await self.engine.connect()
             self.waited = time.perf_counter() - asked
+            # Whether the transaction was ended here. SQLAlchemy does not roll back, on return
+            # to the pool, a transaction it did not begin: a connection given back inside ours
+            # (the request was cancelled during BEGIN, the statement or the ROLLBACK, say by a
+            # client that went away) would fail the next request that takes it. Such a
+            # connection is discarded instead.
+            ended = False
             try:
                 raw: Any = (await conn.get_raw_connection()).driver_connection
                 try:
@@ -529,8 +535,12 @@ class RequestDb:
                 finally:
                     if not raw.is_closed():
                         await raw.execute("ROLLBACK")
+                        ended = not raw.is_in_transaction()
                 return record[0], record[1]
             finally:
+                if not ended:
+                    with contextlib.suppress(Exception):
+                        await conn.invalidate()
                 await conn.close()
         raise AssertionError("unreachable")  # pragma: no cover
 
