@@ -2,16 +2,28 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+# Two installs, each redone when pyproject.toml changes: what the server needs (`make run`),
+# and the dev tools on top of it (`make test`, lint, types, benchmarks). `make run` after
+# `make test` installs nothing; `make test` after `make run` adds only the dev tools.
+RUNTIME := $(VENV)/.runtime-installed
+DEV     := $(VENV)/.dev-installed
 
 .PHONY: install run test lint typecheck layers unit schema bench bench-writes bench-paths mutate clean
 
-# The venv is rebuilt whenever pyproject.toml changes.
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+# pip's own output is the progress (what it downloads and installs); no --quiet.
+$(RUNTIME): pyproject.toml
+	@if [ ! -x $(BIN)/python ]; then \
+		echo "==> creating $(VENV) ($(PYTHON) -m venv)"; $(PYTHON) -m venv $(VENV); fi
+	@echo "==> installing HMS and its runtime dependencies into $(VENV)" \
+		"(the first time: about half a minute)"
+	@$(PIP) install --progress-bar on -e .
+	@touch $@
+
+$(DEV): $(RUNTIME)
+	@echo "==> installing the dev tools (pytest, hypothesis, mypy, ruff, import-linter, ...)"
+	@$(PIP) install --progress-bar on -e '.[dev]'
+	@touch $@
 
 # The interop tests' Node.js clients, pinned by tests/interop/package-lock.json.
 NODE_STAMP := tests/interop/node_modules/.installed
@@ -20,43 +32,45 @@ $(NODE_STAMP): tests/interop/package-lock.json
 		cd tests/interop && npm ci --ignore-scripts --no-audit --no-fund --silent && touch $(CURDIR)/$@; \
 	else echo "npm is not on PATH: the interop tests will be skipped"; fi
 
-install: $(STAMP) $(NODE_STAMP)
+install: $(DEV) $(NODE_STAMP)
 
 ## Run the server on the embedded default (private PostgreSQL 18, in-memory cache).
-run: $(STAMP)
+## hms serve exits 0 after a graceful stop (Ctrl-C, SIGTERM), so make reports no error; make
+## itself then ends by the same signal, as it does for any interrupted target.
+run: $(RUNTIME)
 	$(BIN)/hms serve
 
 ## The whole suite: lint, types, layers, schema drift, then every test.
-test: lint typecheck layers
+test: $(DEV) lint typecheck layers
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(BIN)/mypy
 
-layers: $(STAMP)
+layers: $(DEV)
 	$(BIN)/lint-imports
 
-schema: $(STAMP)
+schema: $(RUNTIME)
 	$(BIN)/hms export-schema schema.graphql
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python -m bench.run
 
-bench-writes: $(STAMP)
+bench-writes: $(DEV)
 	$(BIN)/python -m bench.writes
 
 ## Compiled vs interpreted vs the hand-written floor, driven by hey (installed if missing).
-bench-paths: $(STAMP)
+bench-paths: $(DEV)
 	@command -v hey >/dev/null || apt-get install -y -q hey
 	$(BIN)/python -m bench.paths --profile medium
 
 ## Mutation-test one module (slow, not part of `make test`): which small bugs do its tests miss?
 ## make mutate MODULE=hms/persistence/pages.py [TESTS="tests/unit tests/api/test_reads.py"]
-mutate: $(STAMP)
+mutate: $(DEV)
 	@test -n "$(MODULE)" || { echo 'usage: make mutate MODULE=hms/x.py [TESTS="..."]' >&2; exit 2; }
 	$(BIN)/python scripts/mutate.py $(MODULE) $(if $(TESTS),--tests $(TESTS))
 

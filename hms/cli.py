@@ -21,10 +21,12 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import asyncpg
@@ -163,24 +165,120 @@ def _seed(database_url: str, hospitals_n: int, patients: int, rng_seed: int) -> 
     _say(str(report))
 
 
-def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from hms.app import create_app
-    from hms.http import serving
-    from hms.observability import tracing
-    from hms.security.tokens import issue
+class _Stop(BaseException):
+    """SIGTERM or SIGINT while ``hms serve`` is still starting (a BaseException, as
+    KeyboardInterrupt is, so no ``except Exception`` on the way swallows it)."""
 
+
+def _stop_starting(number: int, frame: FrameType | None) -> None:
+    from hms.http.serving import STOP_SIGNALS
+
+    # Once: the stop is under way, and make sends its child a second SIGTERM of its own.
+    for each in STOP_SIGNALS:
+        signal.signal(each, _ignore)
+    raise _Stop(number)
+
+
+def _ignore(number: int, frame: FrameType | None) -> None:
+    pass
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Start, serve until SIGTERM or Ctrl-C, stop gracefully; exit 0 after either signal.
+
+    A signal during the start stops it too (exit 0: stopping is what was asked). Exiting
+    through Python, never by the default handlers, lets ``atexit`` stop the embedded
+    PostgreSQL. Once stopping, later signals change nothing: ``make`` sends its child a second
+    SIGTERM of its own, and a late one must not turn a clean stop into a traceback or an error
+    status (for ``make run``, an ``Error 143`` line).
+    """
     global _notes
+    settings = settings.with_(
+        **{
+            name: value
+            for name in ("host", "port", "workers")
+            if (value := getattr(args, name, None)) is not None
+        }
+    )
     if args.verbose:
         settings = settings.with_(log_level="debug")
     if settings.log_format == "json":  # every line the server writes is then one JSON object
         logging.config.dictConfig(logs.config(settings.log_level, "json"))
         _notes = logging.getLogger("hms.serve").info
+    from hms.http import serving
+
+    taken = serving.address_in_use(settings.host, settings.port)
+    if taken is not None:
+        _say(
+            f"cannot listen on {settings.host}:{settings.port} ({taken}): is another server"
+            " running there? Choose another port with --port or HMS_PORT"
+        )
+        return 1
+    # Only the main thread gets signals (and may set handlers): called from another (a test,
+    # an embedding program), the server's own handling is all there is, as uvicorn's is.
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
+        for number in serving.STOP_SIGNALS:
+            signal.signal(number, _stop_starting)
+    listening = threading.Event()
+    try:
+        return _serve(settings, listening)
+    except _Stop as stop:
+        if not listening.is_set():
+            _say(f"{signal.Signals(stop.args[0]).name}: stopped before serving")
+        return 0
+    finally:
+        if main_thread:
+            for number in serving.STOP_SIGNALS:
+                signal.signal(number, _ignore)
+
+
+def _reachable(settings: Settings) -> Settings | None:
+    """Resolved settings once PostgreSQL answers; None (said why) if it never did."""
     settings = resolve(settings, announce=True)
     assert settings.database_url is not None
     if not wait_for_database(
         settings.database_url, settings.db_startup_timeout, settings.db_connect_timeout
     ):
+        return None
+    return settings
+
+
+def _reachable_while_importing(settings: Settings) -> Settings | None:
+    """``_reachable``; for the embedded default, in a helper thread while this one imports the
+    app.
+
+    Starting the embedded PostgreSQL is mostly waiting for ``pg_ctl`` (~0.3 s; ``initdb`` on a
+    first start, ~1 s) and importing the app is ~0.5 s of CPU, so side by side a start takes
+    the longer of the two, not their sum. The helper imports nothing (``embedded.load`` runs
+    here first): two threads importing at once can meet in a circular import and see a module
+    half initialised. A signal stops this thread only; leaving the ``with`` waits for the
+    helper (seconds at most), so the server it started is stopped at exit like any other. A
+    database of one's own is waited for here, where Ctrl-C ends the wait at once.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hms.persistence import embedded
+
+    if settings.database_url is not None:
+        return _reachable(settings)
+    embedded.load()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hms-database") as helper:
+        reaching = helper.submit(_reachable, settings)
+        import hms.app  # noqa: F401  (the import is the point: the app is built later)
+
+        return reaching.result()
+
+
+def _serve(settings: Settings, listening: threading.Event) -> int:
+    """``hms serve`` up to its stop; ``listening`` is set once the socket is bound."""
+    from hms.http import serving
+
+    ready = _reachable_while_importing(settings)
+    if ready is None:
         return 1
+    settings = ready
+    assert settings.database_url is not None
     if settings.is_dev:
         migrate.upgrade(settings.database_url)
     elif migrate.pending(settings.database_url):
@@ -199,43 +297,64 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         if workers > 1:
             _say(f"HMS_WORKERS={workers} needs Redis to share state; serving with 1 worker")
             workers = 1
-    _say(f"GraphQL: http://{settings.host}:{settings.port}/graphql")
-    if settings.is_dev and settings.jwt_secret is not None and settings.oidc_issuer is None:
-        for slug, hospital_id in rows:
-            token = issue(
-                settings.jwt_secret,
-                subject="demo",
-                hospital_id=hospital_id,
-                roles=["clinician"],
-            )
-            _say(f"Demo token ({slug}, clinician): {token}")
+
+    def announce() -> None:
+        """Said once the socket is bound: everything here works the moment it is printed."""
+        for line in _welcome(settings, rows):
+            _say(line)
+        listening.set()
+
+    from hms.observability import tracing
+
     tracing.configure()
-    # Until it serves: the default SIGTERM handler would kill the process without running atexit,
-    # leaving the embedded PostgreSQL running. Exiting through Python stops it with the server.
-    # Once serving, SIGTERM is a graceful shutdown after which serving returns (hms.http.serving).
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if workers == 1:
+        from hms.app import create_app
+
         app = create_app(settings)
         tune_gc()
-        serving.run(app, settings)
-    else:
-        assert settings.database_url is not None
-        os.environ["HMS_DATABASE_URL"] = settings.database_url
-        os.environ["HMS_LOG_LEVEL"] = settings.log_level
-        if settings.jwt_secret is not None:
-            os.environ["HMS_JWT_SECRET"] = settings.jwt_secret
-        if settings.phi_keys:
-            os.environ["HMS_PHI_KEY"] = ",".join(
-                base64.urlsafe_b64encode(key).decode() for key in settings.phi_keys
-            )
-        # Every worker writes its metrics where /metrics, whichever worker answers, reads all.
-        shared = tempfile.mkdtemp(prefix="hms-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
-        try:
-            serving.run_workers("hms.cli:app_factory", settings, workers)
-        finally:
-            shutil.rmtree(shared, ignore_errors=True)
+        if serving.run(app, settings, on_listening=announce):
+            return 0
+        _say("the server did not start (the reason is above)")
+        return 1
+    assert settings.database_url is not None
+    os.environ["HMS_DATABASE_URL"] = settings.database_url
+    os.environ["HMS_LOG_LEVEL"] = settings.log_level
+    if settings.jwt_secret is not None:
+        os.environ["HMS_JWT_SECRET"] = settings.jwt_secret
+    if settings.phi_keys:
+        os.environ["HMS_PHI_KEY"] = ",".join(
+            base64.urlsafe_b64encode(key).decode() for key in settings.phi_keys
+        )
+    # Every worker writes its metrics where /metrics, whichever worker answers, reads all.
+    shared = tempfile.mkdtemp(prefix="hms-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+    try:
+        serving.run_workers("hms.cli:app_factory", settings, workers, on_listening=announce)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
     return 0
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _welcome(settings: Settings, rows: list[tuple[str, uuid.UUID]]) -> list[str]:
+    """What ``hms serve`` says once it listens: where, and in dev a token per hospital."""
+    from hms.security.tokens import issue
+
+    base = _url(settings.host, settings.port)
+    lines = [f"GraphQL: {base}/graphql"]
+    if settings.is_dev and settings.jwt_secret is not None and settings.oidc_issuer is None:
+        if settings.graphiql:
+            lines[0] += "  (open it in a browser for GraphiQL, a demo token filled in)"
+        for slug, hospital_id in rows:
+            token = issue(
+                settings.jwt_secret, subject="demo", hospital_id=hospital_id, roles=["clinician"]
+            )
+            lines.append(f"Demo token ({slug}, clinician): {token}")
+    lines.append(f"listening on {base} (Ctrl-C to stop)")
+    return lines
 
 
 def app_factory() -> object:
@@ -797,28 +916,125 @@ def cmd_hospitals_webhook(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="hms", description="HMS hospital data platform")
-    root.add_argument("-v", "--verbose", action="store_true", help="log more")
-    commands = root.add_subparsers(dest="command", required=True)
+def _number(text: str, low: int, high: int, what: str) -> int:
+    """An argparse type: an integer in ``[low, high]``, else an error naming ``what`` it is."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{what}, got {text!r}")
+    return value
 
-    serve = commands.add_parser("serve", help="run the GraphQL server")
+
+def _port(text: str) -> int:
+    return _number(text, 1, 65535, "a port is a number from 1 to 65535")
+
+
+def _workers(text: str) -> int:
+    return _number(text, 1, 1024, "a number of processes from 1 to 1024")
+
+
+def _host(text: str) -> str:
+    if not text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"an IP address or host name, got {text!r}")
+    return text
+
+
+def _command(
+    commands: Any, name: str, summary: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    """A subcommand: ``summary`` is its line in the parent's --help, ``description`` (default:
+    the summary) heads its own."""
+    command: argparse.ArgumentParser = commands.add_parser(
+        name, help=summary, description=description or summary[:1].upper() + summary[1:] + "."
+    )
+    return command
+
+
+def _verbose(command: argparse.ArgumentParser) -> None:
+    # SUPPRESS: unless given here, the top-level -v (or its default) stands.
+    command.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log at debug level (HMS_LOG_LEVEL=debug)",
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``hms`` command line. Every command and argument has a help text
+    (tests/unit/test_cli_help.py walks them all)."""
+    root = argparse.ArgumentParser(
+        prog="hms",
+        description="HMS, a GraphQL hospital data platform. Settings come from HMS_*"
+        " environment variables (README: Configuration); without HMS_DATABASE_URL every command"
+        " uses the embedded PostgreSQL in HMS_DATA_DIR.",
+        epilog="'hms COMMAND --help' describes a command and its arguments.",
+    )
+    root.add_argument("-v", "--verbose", action="store_true", help="log more")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = _command(
+        commands,
+        "serve",
+        "run the GraphQL server",
+        "Run the GraphQL server: migrate (dev), load demo data into an empty database (dev),"
+        " then serve until SIGTERM or Ctrl-C, which stop it gracefully (exit status 0). The"
+        " URL, the demo tokens and 'listening on' are printed once the socket is bound. Flags"
+        " override the HMS_* variables.",
+    )
+    serve.add_argument(
+        "--host",
+        type=_host,
+        metavar="ADDRESS",
+        help="listen address (default: HMS_HOST, else 127.0.0.1)",
+    )
+    serve.add_argument(
+        "--port", type=_port, help="listen port, 1-65535 (default: HMS_PORT, else 8000)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="server processes (default: HMS_WORKERS, else 1); more than one needs HMS_REDIS_URL",
+    )
+    _verbose(serve)
     serve.set_defaults(run=cmd_serve)
 
-    db = commands.add_parser("db", help="database schema")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
-    upgrade = db_commands.add_parser("upgrade", help="apply migrations")
-    upgrade.add_argument("revision", nargs="?", default="head")
+    db = _command(commands, "db", "the database schema (migrations)")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    upgrade = _command(db_commands, "upgrade", "apply migrations")
+    upgrade.add_argument(
+        "revision", nargs="?", default="head", help="the revision to reach (default: head)"
+    )
     upgrade.set_defaults(run=cmd_db_upgrade)
 
-    seed = commands.add_parser("seed", help="generate and load synthetic data with COPY")
-    seed.add_argument("--hospitals", type=int, default=DEMO_HOSPITALS)
-    seed.add_argument("--patients", type=int, default=DEMO_PATIENTS, help="per hospital")
-    seed.add_argument("--rng-seed", type=int, default=1, help="same seed, same data")
+    seed = _command(
+        commands,
+        "seed",
+        "generate and load synthetic data with COPY",
+        "Add hospitals of synthetic patients, practitioners, appointments and encounters"
+        " (binary COPY; needs a role that bypasses row-level security, e.g. a superuser).",
+    )
+    seed.add_argument(
+        "--hospitals", type=int, default=DEMO_HOSPITALS, help="hospitals to add (default: 2)"
+    )
+    seed.add_argument(
+        "--patients", type=int, default=DEMO_PATIENTS, help="patients per hospital (default: 300)"
+    )
+    seed.add_argument("--rng-seed", type=int, default=1, help="same seed, same data (default: 1)")
     seed.set_defaults(run=cmd_seed)
 
-    token = commands.add_parser("token", help="print a signed demo token")
-    token.add_argument("--hospital", required=True, help="hospital slug")
+    token = _command(
+        commands,
+        "token",
+        "print a signed demo token",
+        "Print a token signed with the dev secret the server uses (HMS_JWT_SECRET, else the"
+        " per-install one in HMS_DATA_DIR), to send as 'Authorization: Bearer TOKEN'.",
+    )
+    token.add_argument("--hospital", required=True, help="hospital slug (hms hospitals list)")
     token.add_argument(
         "--role",
         action="append",
@@ -826,42 +1042,66 @@ def parser() -> argparse.ArgumentParser:
         choices=policy.ROLES,
         help="repeat for more roles (SECURITY.md: what each reads and writes)",
     )
-    token.add_argument("--subject", default="demo")
-    token.add_argument("--ttl-hours", type=float, default=12.0)
+    token.add_argument("--subject", default="demo", help="the user id, sub claim (default: demo)")
+    token.add_argument(
+        "--ttl-hours",
+        type=float,
+        default=12.0,
+        help="lifetime in hours (default: 12; at most HMS_MAX_TOKEN_LIFETIME_HOURS)",
+    )
     token.add_argument(
         "--client", help="the client application (azp claim): its HMS_DOCUMENT_MODES entry applies"
     )
     token.set_defaults(run=cmd_token)
 
-    docs = commands.add_parser("documents", help="the registry of trusted documents")
-    doc_commands = docs.add_subparsers(dest="documents_command", required=True)
-    push = doc_commands.add_parser("push", help="register an Apollo or Relay manifest")
+    docs = _command(commands, "documents", "the registry of trusted documents")
+    doc_commands = docs.add_subparsers(dest="documents_command", required=True, metavar="COMMAND")
+    push = _command(
+        doc_commands,
+        "push",
+        "register an Apollo or Relay manifest",
+        "Register the documents of an Apollo persisted-query manifest or a Relay"
+        " persisted_queries.json: every hash recomputed, every document validated, all or"
+        " nothing.",
+    )
     push.add_argument("manifest", help="Apollo persisted query manifest or Relay map (JSON)")
     push.add_argument("--client", help="client application name (apollographql-client-name)")
     push.add_argument("--app-version", help="the app version that ships these documents")
     push.set_defaults(run=cmd_documents_push)
-    doc_commands.add_parser("list", help="every registered document").set_defaults(
-        run=cmd_documents_list
+    _command(doc_commands, "list", "every registered document").set_defaults(run=cmd_documents_list)
+    retire = _command(
+        doc_commands,
+        "retire",
+        "stop serving a document by id",
+        "Stop serving a registered document, everywhere within 60 s.",
     )
-    retire = doc_commands.add_parser("retire", help="stop serving a document by id")
-    retire.add_argument("id", help="sha256:<hex>")
+    retire.add_argument("id", help="the document id, sha256:<hex>")
     retire.set_defaults(run=cmd_documents_retire)
-    doc_commands.add_parser(
-        "check", help="fail if an active document no longer validates against the schema"
+    _command(
+        doc_commands, "check", "fail if an active document no longer validates against the schema"
     ).set_defaults(run=cmd_documents_check)
 
-    export = commands.add_parser("export-schema", help="write the GraphQL SDL")
-    export.add_argument("output", nargs="?", default="schema.graphql", help="path, or - for stdout")
+    export = _command(commands, "export-schema", "write the GraphQL SDL")
+    export.add_argument(
+        "output",
+        nargs="?",
+        default="schema.graphql",
+        help="path, or - for stdout (default: schema.graphql)",
+    )
     export.set_defaults(run=cmd_export_schema)
 
-    commands.add_parser(
-        "policy", help="print which role reads which field class and runs which mutation"
+    _command(
+        commands, "policy", "print which role reads which field class and runs which mutation"
     ).set_defaults(run=cmd_policy)
 
-    audit_parser = commands.add_parser("audit", help="the audit trail")
-    audit_commands = audit_parser.add_subparsers(dest="audit_command", required=True)
-    verify = audit_commands.add_parser(
-        "verify", help="recompute each hospital's hash chain; exit 1 if any was tampered with"
+    audit_parser = _command(commands, "audit", "the audit trail's hash chains")
+    audit_commands = audit_parser.add_subparsers(
+        dest="audit_command", required=True, metavar="COMMAND"
+    )
+    verify = _command(
+        audit_commands,
+        "verify",
+        "recompute each hospital's hash chain; exit 1 if any was tampered with",
     )
     verify.add_argument("--hospital", help="one hospital's slug (default: every hospital)")
     verify.add_argument(
@@ -870,23 +1110,32 @@ def parser() -> argparse.ArgumentParser:
         help="heads recorded earlier by 'hms audit anchor': each chain must still pass them",
     )
     verify.set_defaults(run=cmd_audit_verify)
-    anchor = audit_commands.add_parser(
+    anchor = _command(
+        audit_commands,
         "anchor",
-        help="print each hospital's chain head as a JSON line, to keep outside the database",
+        "print each hospital's chain head as a JSON line, to keep outside the database",
     )
     anchor.add_argument("--hospital", help="one hospital's slug (default: every hospital)")
     anchor.set_defaults(run=cmd_audit_anchor)
 
-    hospital_parser = commands.add_parser("hospitals", help="the hospitals (tenants)")
-    hospital_commands = hospital_parser.add_subparsers(dest="hospitals_command", required=True)
-    create = hospital_commands.add_parser("add", help="create a hospital; prints its id")
+    hospital_parser = _command(commands, "hospitals", "the hospitals (tenants)")
+    hospital_commands = hospital_parser.add_subparsers(
+        dest="hospitals_command", required=True, metavar="COMMAND"
+    )
+    create = _command(hospital_commands, "add", "create a hospital; prints its id")
     create.add_argument("--slug", required=True, help="short unique name, e.g. st-mary")
     create.add_argument("--name", required=True, help="the hospital's name")
     create.add_argument("--timezone", default="UTC", help="IANA time zone (default UTC)")
     create.set_defaults(run=cmd_hospitals_add)
-    hospital_commands.add_parser("list", help="every hospital").set_defaults(run=cmd_hospitals_list)
-    webhook = hospital_commands.add_parser(
-        "webhook", help="where the hospital's reminders are delivered (signed webhooks)"
+    _command(hospital_commands, "list", "every hospital: slug, id, time zone, name").set_defaults(
+        run=cmd_hospitals_list
+    )
+    webhook = _command(
+        hospital_commands,
+        "webhook",
+        "where the hospital's reminders are delivered (signed webhooks)",
+        "Set the URL the hospital's appointment reminders are POSTed to (Standard Webhooks"
+        " signatures). A new signing secret is printed once.",
     )
     webhook.add_argument("--hospital", required=True, help="hospital slug")
     webhook.add_argument("--url", required=True, help="the receiver's http(s) URL")
@@ -895,42 +1144,67 @@ def parser() -> argparse.ArgumentParser:
     )
     webhook.set_defaults(run=cmd_hospitals_webhook)
 
-    worker = commands.add_parser(
-        "worker", help="run background jobs (reminders, clinical processing, reports)"
+    worker = _command(
+        commands,
+        "worker",
+        "run background jobs (reminders, clinical processing, reports)",
+        "Run background jobs until SIGTERM or Ctrl-C, then finish or release the running ones"
+        " (docs/jobs.md). Settings: the HMS_JOB_* and HMS_WORKER_* variables.",
     )
+    _verbose(worker)
     worker.set_defaults(run=cmd_worker)
-    jobs_parser = commands.add_parser("jobs", help="the background job queue")
-    jobs_commands = jobs_parser.add_subparsers(dest="jobs_command", required=True)
-    jobs_list = jobs_commands.add_parser("list", help="jobs in the queue, highest priority first")
-    jobs_list.add_argument("--status", choices=("queued", "picked", "failed"))
-    jobs_list.add_argument("--queue", choices=("reminders", "clinical", "reports"))
-    jobs_list.add_argument("--limit", type=int, default=100)
-    jobs_list.set_defaults(run=cmd_jobs_list)
-    jobs_stats = jobs_commands.add_parser(
-        "stats", help="per queue: waiting, scheduled, running, dead, oldest wait, recent outcomes"
+    jobs_parser = _command(commands, "jobs", "the background job queue")
+    jobs_commands = jobs_parser.add_subparsers(
+        dest="jobs_command", required=True, metavar="COMMAND"
     )
-    jobs_stats.add_argument("--window", type=float, default=60.0, help="minutes of outcomes")
-    jobs_stats.add_argument("--json", action="store_true")
+    jobs_list = _command(jobs_commands, "list", "jobs in the queue, highest priority first")
+    jobs_list.add_argument(
+        "--status", choices=("queued", "picked", "failed"), help="only jobs in this state"
+    )
+    jobs_list.add_argument(
+        "--queue", choices=("reminders", "clinical", "reports"), help="only this queue's jobs"
+    )
+    jobs_list.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    jobs_list.set_defaults(run=cmd_jobs_list)
+    jobs_stats = _command(
+        jobs_commands,
+        "stats",
+        "per queue: waiting, scheduled, running, dead, oldest wait, recent outcomes",
+    )
+    jobs_stats.add_argument(
+        "--window", type=float, default=60.0, help="minutes of outcomes to count (default 60)"
+    )
+    jobs_stats.add_argument("--json", action="store_true", help="one JSON array, not a table")
     jobs_stats.set_defaults(run=cmd_jobs_stats)
-    jobs_retry = jobs_commands.add_parser("retry", help="put dead-letter jobs back in their queue")
-    jobs_retry.add_argument("ids", type=int, nargs="+", metavar="ID")
+    jobs_retry = _command(jobs_commands, "retry", "put dead-letter jobs back in their queue")
+    jobs_retry.add_argument(
+        "ids", type=int, nargs="+", metavar="ID", help="dead-letter job ids (hms jobs list)"
+    )
     jobs_retry.set_defaults(run=cmd_jobs_retry)
 
-    members = commands.add_parser(
-        "members", help="who acts in a hospital with which roles (for OIDC tokens)"
+    members = _command(
+        commands, "members", "who acts in a hospital with which roles (for OIDC tokens)"
     )
-    member_commands = members.add_subparsers(dest="members_command", required=True)
-    add = member_commands.add_parser("add", help="grant a user roles in a hospital (replaces)")
+    member_commands = members.add_subparsers(
+        dest="members_command", required=True, metavar="COMMAND"
+    )
+    add = _command(member_commands, "add", "grant a user roles in a hospital (replaces)")
     add.add_argument("--hospital", required=True, help="hospital slug")
     add.add_argument("--subject", required=True, help="the user's sub claim")
-    add.add_argument("--role", action="append", required=True, choices=policy.ROLES)
+    add.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=policy.ROLES,
+        help="repeat for more roles; the set replaces the user's roles here",
+    )
     add.set_defaults(run=cmd_members_add)
-    remove = member_commands.add_parser("remove", help="end a user's membership")
-    remove.add_argument("--hospital", required=True)
-    remove.add_argument("--subject", required=True)
+    remove = _command(member_commands, "remove", "end a user's membership")
+    remove.add_argument("--hospital", required=True, help="hospital slug")
+    remove.add_argument("--subject", required=True, help="the user's sub claim")
     remove.set_defaults(run=cmd_members_remove)
-    listing = member_commands.add_parser("list", help="a hospital's members")
-    listing.add_argument("--hospital", required=True)
+    listing = _command(member_commands, "list", "a hospital's members and their roles")
+    listing.add_argument("--hospital", required=True, help="hospital slug")
     listing.set_defaults(run=cmd_members_list)
     return root
 

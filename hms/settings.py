@@ -144,7 +144,9 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None
+) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -154,6 +156,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
@@ -426,7 +430,7 @@ class Settings:
             jwt_secret=secret,
             phi_keys=phi_keys(env.get("HMS_PHI_KEY")),
             host=env.get("HMS_HOST", "127.0.0.1") or "127.0.0.1",
-            port=_int(env, "HMS_PORT", 8000, minimum=1),
+            port=_int(env, "HMS_PORT", 8000, minimum=1, maximum=65535),
             workers=_int(env, "HMS_WORKERS", 1, minimum=1),
             data_dir=Path(data_dir) if data_dir else Path(platformdirs.user_data_dir("hms")),
             db_pool_size=_int(env, "HMS_DB_POOL_SIZE", 20, minimum=1),

@@ -13,17 +13,24 @@ On SIGTERM (Kubernetes, ``docker stop``, systemd) or SIGINT (Ctrl-C):
 
 uvicorn installs its signal handlers when it starts serving and builds the app from a factory
 after that, so the factory is where step 1 chains onto them (``drain_on_signals``): the lifespan's
-shutdown runs only after step 3, far too late to tell anyone. A subclass of ``uvicorn.Server``
-would do for one process but not for workers, which uvicorn's supervisor builds itself.
+shutdown runs only after step 3, far too late to tell anyone. Our subclass of ``uvicorn.Server``
+(``_Server``) could do it for one process but not for workers, which uvicorn's supervisor
+builds itself.
 
 With several workers, uvicorn's supervisor forwards SIGTERM to each, and each drains as above;
 ``_Supervisor`` also closes the supervisor's own copy of the listening socket, without which the
 kernel would keep queueing new connections that no worker accepts any more.
+
+``on_listening`` is called once the socket is bound (``_Server.startup`` in one process, right
+after the supervisor's bind with several), so what the CLI prints there, the URL and the demo
+tokens, works the moment it appears. After a graceful stop by either signal ``run`` returns
+normally and ``hms serve`` exits 0: ``make run`` then reports no error.
 """
 
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -38,6 +45,8 @@ from hms.observability import logs
 from hms.settings import Settings
 
 Handler = Callable[[int, FrameType | None], Any]
+#: What stops the server gracefully: SIGTERM (process managers, Kubernetes) and SIGINT (Ctrl-C).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def drain_on_signals(lifecycle: Lifecycle, delay: float) -> None:
@@ -47,7 +56,7 @@ def drain_on_signals(lifecycle: Lifecycle, delay: float) -> None:
     A further SIGTERM during the delay changes nothing (a supervisor and a process manager may
     both send one); a SIGINT goes through at once, as a second Ctrl-C does.
     """
-    for number in (signal.SIGTERM, signal.SIGINT):
+    for number in STOP_SIGNALS:
         server_handler = signal.getsignal(number)
         if callable(server_handler):  # not serving (a test calling the factory): nothing to chain
             signal.signal(number, _draining(lifecycle, delay, server_handler))
@@ -69,14 +78,6 @@ def _draining(lifecycle: Lifecycle, delay: float, server_handler: Handler) -> Ha
     return handler
 
 
-class _Stopped(Exception):
-    """uvicorn re-raised SIGTERM after its graceful shutdown."""
-
-
-def _stopped(number: int, frame: FrameType | None) -> None:
-    raise _Stopped
-
-
 def _logging(settings: Settings) -> dict[str, Any]:
     """uvicorn's logging: every line through the platform's formatter; no access log (each
     GraphQL request has its own ``hms.access`` line)."""
@@ -87,11 +88,38 @@ def _logging(settings: Settings) -> dict[str, Any]:
     }
 
 
-def run(app: Starlette, settings: Settings) -> None:
-    """Serve ``app`` in this process until a signal stops it; return once it has stopped cleanly.
+class _Stopped(Exception):
+    """uvicorn re-raised the signal that stopped it, after its graceful shutdown."""
 
-    uvicorn re-raises SIGTERM after its graceful shutdown, under the handler it found: here one
-    that ends ``run`` normally, so the caller exits 0 and its ``atexit`` hooks run.
+
+def _stopped(number: int, frame: FrameType | None) -> None:
+    raise _Stopped
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling ``on_listening`` once its socket is bound: ``startup`` returns
+    after the app's lifespan startup and the bind, so from then on a connection is accepted."""
+
+    def __init__(self, config: uvicorn.Config, on_listening: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_listening = on_listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:  # not when a signal came during startup
+            self.on_listening()
+
+
+def run(
+    app: Starlette, settings: Settings, *, on_listening: Callable[[], None] = lambda: None
+) -> bool:
+    """Serve ``app`` in this process until a signal stops it; ``on_listening`` is called once
+    the socket is bound. True once it has stopped cleanly, False when it never started (the
+    app's startup failed or the address was taken; uvicorn logged why).
+
+    uvicorn re-raises the signal that stopped it after its graceful shutdown, under the handler
+    it found: here, for SIGTERM and SIGINT alike, one that ends ``run`` normally, so the caller
+    exits 0 and its ``atexit`` hooks run.
     """
     lifecycle: Lifecycle = app.state.lifecycle
 
@@ -99,20 +127,28 @@ def run(app: Starlette, settings: Settings) -> None:
         drain_on_signals(lifecycle, settings.shutdown_delay)
         return app
 
-    previous = signal.signal(signal.SIGTERM, _stopped)
-    try:
-        uvicorn.run(
+    server = _Server(
+        uvicorn.Config(
             serving,
             factory=True,
             host=settings.host,
             port=settings.port,
             timeout_graceful_shutdown=settings.shutdown_timeout,
             **_logging(settings),
-        )
+        ),
+        on_listening,
+    )
+    previous = {number: signal.signal(number, _stopped) for number in STOP_SIGNALS}
+    try:
+        server.run()
     except _Stopped:
         pass
+    except SystemExit:  # uvicorn's way to say it could not start
+        return False
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return server.started
 
 
 class _Supervisor(Multiprocess):
@@ -122,9 +158,19 @@ class _Supervisor(Multiprocess):
         super().terminate_all()
 
 
-def run_workers(factory: str, settings: Settings, workers: int) -> None:
+def run_workers(
+    factory: str,
+    settings: Settings,
+    workers: int,
+    *,
+    on_listening: Callable[[], None] = lambda: None,
+) -> None:
     """Serve with ``workers`` processes, each building its app with ``factory`` (an import
-    string; it should call ``drain_on_signals``); return when all have stopped."""
+    string; it should call ``drain_on_signals``); return when all have stopped.
+
+    The supervisor binds the socket and listens on it before it starts the workers, and
+    ``on_listening`` is called right after: from then on the kernel accepts connections (into
+    the backlog), which the first worker to be ready answers."""
     config = uvicorn.Config(
         factory,
         factory=True,
@@ -134,4 +180,27 @@ def run_workers(factory: str, settings: Settings, workers: int) -> None:
         timeout_graceful_shutdown=settings.shutdown_timeout,
         **_logging(settings),
     )
-    _Supervisor(config, sockets=[config.bind_socket()]).run()
+    sock = config.bind_socket()
+    # uvicorn leaves listen() to each worker's server; until the first one is up, connecting
+    # would be refused although the address is taken.
+    sock.listen(config.backlog)
+    on_listening()
+    _Supervisor(config, sockets=[sock]).run()
+
+
+def address_in_use(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound now (e.g. another server on it), None if it can.
+
+    Checked before the slow part of a start (the database, migrations, demo data), so a taken
+    port is said at once; uvicorn binds for real later, with the same ``SO_REUSEADDR``.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:
+        return error.strerror or str(error)
+    return None

@@ -17,11 +17,13 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import redis.asyncio as redis
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+
+if TYPE_CHECKING:
+    import redis.asyncio as redis
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,10 +134,16 @@ class RedisBudgets:
         self.client = client
         self.prefix = prefix
         self.script = client.register_script(_SCRIPT)
+        # Imported with a client only (hms.cache.backend says why).
+        from redis.exceptions import RedisError
+
+        self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
 
     @classmethod
     def from_url(cls, url: str) -> RedisBudgets:
-        return cls(redis.Redis.from_url(url, socket_timeout=1.0))
+        from redis.asyncio import Redis
+
+        return cls(Redis.from_url(url, socket_timeout=1.0))
 
     async def _run(
         self,
@@ -163,7 +171,7 @@ class RedisBudgets:
                         "1" if force else "0",
                     ],
                 )  # fmt: skip
-        except (redis.RedisError, OSError) as error:
+        except self._errors as error:
             raise BudgetUnavailable(type(error).__name__) from None
         seconds = float(wait)
         return admitted in (b"1", "1"), float(level), math.inf if seconds < 0 else seconds

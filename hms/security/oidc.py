@@ -19,13 +19,15 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import jwt
 
 from hms.security.tokens import AuthError, decoded
 from hms.settings import OIDC_ALGORITHMS
+
+if TYPE_CHECKING:  # imported at run time with the first fetch: a server without OIDC needs none
+    import httpx
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +82,8 @@ class KeySet:
             if self.clock() - self._attempted_at < self.config.cooldown:
                 return
             self._attempted_at = self.clock()
+            import httpx
+
             try:
                 self._keys = await self._fetch()
                 self._fetched_at = self.clock()

@@ -15,6 +15,7 @@ from hms.persistence import audit, migrate, patients
 from hms.persistence.pages import keyset
 from hms.persistence.urls import async_url
 from tests import fixtures
+from tests.interop.servers import free_port
 
 
 async def _tables(url: str) -> set[str]:
@@ -181,6 +182,7 @@ async def test_production_serves_only_a_migrated_database(
     monkeypatch.setenv("HMS_DATABASE_URL", url)
     monkeypatch.setenv("HMS_JWT_SECRET", "s" * 32)
     monkeypatch.setenv("HMS_LOG_FORMAT", "text")
+    monkeypatch.setenv("HMS_PORT", str(free_port()))  # refused for the schema, not the port
     assert await asyncio.to_thread(cli.main, ["serve"]) == 1
     assert await _tables(url) == set()  # nothing migrated behind the operator's back
     await asyncio.to_thread(migrate.upgrade, url, "0006")
