@@ -9,7 +9,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: install run test lint typecheck layers unit schema bench bench-writes bench-paths mutate clean
+.PHONY: install run demo test lint typecheck layers unit schema bench bench-writes bench-paths mutate clean
 
 # pip's own output is the progress (what it downloads and installs); no --quiet.
 $(RUNTIME): pyproject.toml
@@ -32,13 +32,27 @@ $(NODE_STAMP): tests/interop/package-lock.json
 		cd tests/interop && npm ci --ignore-scripts --no-audit --no-fund --silent && touch $(CURDIR)/$@; \
 	else echo "npm is not on PATH: the interop tests will be skipped"; fi
 
-install: $(DEV) $(NODE_STAMP)
+# The reference client (examples/react-dashboard), pinned by its package-lock.json.
+DASHBOARD := examples/react-dashboard
+DASHBOARD_STAMP := $(DASHBOARD)/node_modules/.installed
+$(DASHBOARD_STAMP): $(DASHBOARD)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		echo "==> installing the React example's packages ($(DASHBOARD), npm ci)"; \
+		cd $(DASHBOARD) && npm ci --ignore-scripts --no-audit --no-fund --silent && touch $(CURDIR)/$@; \
+	else echo "npm is not on PATH: the dashboard's end-to-end test will be skipped"; fi
+
+install: $(DEV) $(NODE_STAMP) $(DASHBOARD_STAMP)
 
 ## Run the server on the embedded default (private PostgreSQL 18, in-memory cache).
 ## hms serve exits 0 after a graceful stop (Ctrl-C, SIGTERM), so make reports no error; make
 ## itself then ends by the same signal, as it does for any interrupted target.
 run: $(RUNTIME)
 	$(BIN)/hms serve
+
+## The API and the reference client together on the embedded default (Ctrl-C stops both).
+demo: $(RUNTIME) $(DASHBOARD_STAMP)
+	cd $(DASHBOARD) && npm run build --silent
+	HMS_BIN=$(CURDIR)/$(BIN)/hms node $(DASHBOARD)/scripts/demo.mjs
 
 ## The whole suite: lint, types, layers, schema drift, then every test.
 test: $(DEV) lint typecheck layers
