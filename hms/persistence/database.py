@@ -174,6 +174,12 @@ def connect_args(settings: Settings) -> dict[str, Any]:
         # Also set per transaction (_BIND_TENANT); as a startup parameter it covers the few
         # statements outside a request's transaction too. PgBouncer refuses it.
         server_settings["jit"] = "off"
+        # PostgreSQL polls the client's socket every second while a statement runs, also while
+        # it waits on a lock: the statement of a process that died, or that exited before its
+        # cancel request left (asyncpg drops pending ones when the pool closes), ends within a
+        # second instead of running on, holding its locks, until it tries to answer. (Behind a
+        # pooler the backend's client is the pooler, which does not go away.)
+        server_settings["client_connection_check_interval"] = "1000"
     args: dict[str, Any] = {
         "server_settings": server_settings,
         "timeout": settings.db_connect_timeout,

@@ -243,3 +243,37 @@ async def test_a_compiled_read_cancelled_midway_leaves_no_open_transaction_in_th
     finally:
         await compiled.close()
     assert checked_out(database) == 0
+
+
+async def test_a_statement_whose_client_vanished_stops_waiting_on_its_lock(
+    database: Database, database_url: str, dataset: fixtures.Dataset
+) -> None:
+    """A process that dies (or exits before its cancel request left) while its statement waits
+    on a lock: PostgreSQL notices the closed socket within a second
+    (client_connection_check_interval) instead of keeping the statement waiting, and then
+    running it, until the lock is released."""
+    holder = await asyncpg.connect(asyncpg_dsn(database_url))
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'hms'"
+        " AND wait_event_type = 'Lock'"
+    )
+    try:
+        await holder.execute("BEGIN; LOCK TABLE hospital IN ACCESS EXCLUSIVE MODE")
+        async with database.primary.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            blocked = asyncio.create_task(raw.fetchval("SELECT count(*) FROM hospital"))
+            deadline = time.monotonic() + 5
+            while await holder.fetchval(waiting) == 0:
+                assert time.monotonic() < deadline, "the statement never waited on the lock"
+                await asyncio.sleep(0.05)
+            raw.terminate()  # the socket closes; no cancel request is sent
+            with contextlib.suppress(Exception):
+                await blocked
+            await conn.invalidate()
+        deadline = time.monotonic() + 3
+        while await holder.fetchval(waiting) != 0:
+            assert time.monotonic() < deadline, "the vanished client's statement still waits"
+            await asyncio.sleep(0.1)
+    finally:
+        await holder.execute("ROLLBACK")
+        await holder.close()

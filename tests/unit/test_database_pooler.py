@@ -20,7 +20,11 @@ def test_the_pooler_setting_is_read_once_and_checked() -> None:
 
 def test_behind_pgbouncer_nothing_outlives_a_transaction() -> None:
     direct = connect_args(Settings())
-    assert direct["server_settings"] == {"application_name": "hms", "jit": "off"}
+    assert direct["server_settings"] == {
+        "application_name": "hms",
+        "jit": "off",
+        "client_connection_check_interval": "1000",
+    }
     assert "statement_cache_size" not in direct  # asyncpg's and SQLAlchemy's caches stay on
     pooled = connect_args(Settings(database_pooler="pgbouncer"))
     # Only what PgBouncer tracks per client; JIT is turned off in each transaction instead.
