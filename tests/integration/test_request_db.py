@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -260,7 +261,7 @@ async def test_a_statement_whose_client_vanished_stops_waiting_on_its_lock(
     try:
         await holder.execute("BEGIN; LOCK TABLE hospital IN ACCESS EXCLUSIVE MODE")
         async with database.primary.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
+            raw: Any = (await conn.get_raw_connection()).driver_connection
             blocked = asyncio.create_task(raw.fetchval("SELECT count(*) FROM hospital"))
             deadline = time.monotonic() + 5
             while await holder.fetchval(waiting) == 0:
