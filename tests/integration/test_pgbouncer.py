@@ -550,7 +550,9 @@ async def test_without_the_setting_pgbouncer_breaks_the_app(
     expected = {
         h.id: await gql(NESTED, {"n": 40}, hospital=h) for h in (dataset.alpha, dataset.beta)
     }
-    with pgbouncer(database_url, ignore_startup_parameters="jit") as lenient:
+    with pgbouncer(
+        database_url, ignore_startup_parameters="jit,client_connection_check_interval"
+    ) as lenient:
         async with (
             running(unaware.with_(database_url=lenient.url)) as compiled_app,
             running(

@@ -808,7 +808,8 @@ def test_pgbouncer_check_catches_an_app_that_does_not_know_it_is_pooled(
     assert pgbouncer_problems(docs) == [
         f"{who} do not set HMS_DATABASE_POOLER=pgbouncer: their prepared statements"
         " would outlive transactions",
-        f"PgBouncer refuses the startup parameters of {who}: ['jit']",
+        f"PgBouncer refuses the startup parameters of {who}:"
+        " ['client_connection_check_interval', 'jit']",
     ]
 
 
