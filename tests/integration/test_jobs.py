@@ -179,6 +179,27 @@ async def book(
     return appointment
 
 
+async def finish_encounter(
+    api: httpx.AsyncClient, ward: Hospital, patient: int, start: dt.datetime, minutes: int
+) -> dict[str, Any]:
+    """Record a FINISHED encounter of ``ward``'s patient number ``patient`` (queues clinical
+    work)."""
+    payload = await gql(
+        api,
+        ward,
+        RECORD_ENCOUNTER,
+        {
+            "patientId": gid("Patient", ward.patients[patient]),
+            "class": "AMB",
+            "status": "FINISHED",
+            "periodStart": _iso(start),
+            "periodEnd": _iso(start + dt.timedelta(minutes=minutes)),
+        },
+    )
+    assert payload["userErrors"] == [], payload
+    return payload
+
+
 def pk(global_id: str) -> uuid.UUID:
     from hms.resolvers.relay import from_global_id
 
@@ -407,19 +428,7 @@ async def test_the_worker_delivers_each_reminder_once_signed_and_sums_up_visits(
     dropped = await book(api, ward, slot_start(2), practitioner=2)
     await gql(api, ward, CANCEL, {"id": dropped["id"], "reason": "no longer needed"})
     later = await book(api, ward, slot_start(72), practitioner=2)
-    finished = await gql(
-        api,
-        ward,
-        RECORD_ENCOUNTER,
-        {
-            "patientId": gid("Patient", ward.patients[1]),
-            "class": "AMB",
-            "status": "FINISHED",
-            "periodStart": "2026-11-03T10:00:00+00:00",
-            "periodEnd": "2026-11-03T10:50:00+00:00",
-        },
-    )
-    assert finished["userErrors"] == []
+    await finish_encounter(api, ward, 1, dt.datetime(2026, 11, 3, 10, tzinfo=dt.UTC), 50)
 
     worker = workers()
     ids = {reminders.message_id(pk(a["id"]), dt.datetime.fromisoformat(a["startAt"])) for a in due}
@@ -582,19 +591,7 @@ async def test_higher_priority_jobs_go_first_under_a_backlog(
     before = (await _sql(jobs_url, "SELECT coalesce(max(job_id), 0) AS m FROM pgqueuer_log"))[0]
     # Clinical jobs first, so a first-in-first-out queue would run them first.
     for i in range(12):
-        encounter = await gql(
-            api,
-            ward,
-            RECORD_ENCOUNTER,
-            {
-                "patientId": gid("Patient", ward.patients[1]),
-                "class": "AMB",
-                "status": "FINISHED",
-                "periodStart": f"2026-10-{i + 1:02d}T10:00:00+00:00",
-                "periodEnd": f"2026-10-{i + 1:02d}T10:20:00+00:00",
-            },
-        )
-        assert encounter["userErrors"] == []
+        await finish_encounter(api, ward, 1, dt.datetime(2026, 10, i + 1, 10, tzinfo=dt.UTC), 20)
     for _ in range(12):
         await book(api, ward, slot_start(2), practitioner=6)
     last_id = (await _sql(jobs_url, "SELECT max(id) AS m FROM pgqueuer"))[0]["m"]
