@@ -396,7 +396,7 @@ REPORT_KINDS = ("appointments", "encounters")
 REPORT_STATUSES = ("queued", "running", "ready", "failed")
 
 #: A CSV export a user asked for (``requestReport``), written by a low-priority job and kept
-#: here with its content until it is downloaded or expires.
+#: here with its content. Nothing expires reports yet: an operator deletes old ones (SQL).
 report = Table(
     "report",
     metadata,
