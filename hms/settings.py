@@ -306,6 +306,8 @@ class Settings:
         default_factory=lambda: {"reminders": 8, "clinical": 4, "reports": 1}
     )
     job_max_attempts: int = 5
+    #: Days a report (its CSV) is kept after it was asked for; 0 keeps reports for ever.
+    report_retention_days: int = 30
     #: Jobs one worker process runs at once across its queues, highest priority first (0: only
     #: the queues' limits apply). PgQueuer takes jobs in batches of half this, so at least 2.
     worker_concurrency: int = 0
@@ -476,6 +478,7 @@ class Settings:
             reminders=_bool(env, "HMS_REMINDERS", True),
             job_concurrency=concurrency,
             job_max_attempts=_int(env, "HMS_JOB_MAX_ATTEMPTS", 5, minimum=1),
+            report_retention_days=_int(env, "HMS_REPORT_RETENTION_DAYS", 30),
             worker_concurrency=worker_concurrency,
             job_retry_base=_seconds(env, "HMS_JOB_RETRY_BASE_SECONDS", 10.0, minimum=0.01),
             job_retry_max=_seconds(env, "HMS_JOB_RETRY_MAX_SECONDS", 900.0, minimum=0.01),

@@ -32,7 +32,7 @@ from pgqueuer.core.qm import QueueManager
 from pgqueuer.domain import errors, models
 from prometheus_client import CollectorRegistry, start_http_server
 
-from hms.jobs import clinical, reminders, reports
+from hms.jobs import clinical, reminders, reports, retention
 from hms.jobs.base import Handler, JobInput, OnDead, Services
 from hms.jobs.metrics import QUEUE_SAMPLE, WorkerMetrics
 from hms.jobs.notify import DeliveryFailed
@@ -204,6 +204,7 @@ async def run(
     if cap:
         batch = min(batch, cap // 2)
     sampler = asyncio.create_task(_sample(pool, metrics, SAMPLE_SECONDS))
+    sweeper = asyncio.create_task(retention.sweep_periodically(services))
     try:
         await qm.verify_structure()
         running = asyncio.create_task(
@@ -232,9 +233,10 @@ async def run(
         with contextlib.suppress(asyncio.CancelledError):
             await running  # raises what stopped the queue loop, if it was not us
     finally:
-        sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
+        for task in (sampler, sweeper):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if server is not None:
             server.shutdown()
         await http.aclose()

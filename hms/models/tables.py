@@ -396,7 +396,7 @@ REPORT_KINDS = ("appointments", "encounters")
 REPORT_STATUSES = ("queued", "running", "ready", "failed")
 
 #: A CSV export a user asked for (``requestReport``), written by a low-priority job and kept
-#: here with its content. Nothing expires reports yet: an operator deletes old ones (SQL).
+#: here with its content for ``HMS_REPORT_RETENTION_DAYS`` (hms.jobs.retention).
 report = Table(
     "report",
     metadata,

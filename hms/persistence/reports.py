@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import Row, Select, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from hms.models.ids import uuid7
@@ -229,3 +229,17 @@ async def listed(
             return
         last = rows[-1]
         statement = base.where(tuple_(listing.start, listing.id) > (last.start_at, last.id))
+
+
+async def expire(db: RequestDb, days: int) -> int:
+    """Delete the hospital's reports asked for more than ``days`` days ago, whatever their
+    status (a job that still finds one later does nothing); how many went."""
+    rows = await db.all(
+        delete(report)
+        .where(
+            report.c.hospital_id == db.hospital_id,
+            report.c.requested_at < func.now() - func.make_interval(0, 0, 0, days),
+        )
+        .returning(report.c.id)
+    )
+    return len(rows)
