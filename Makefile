@@ -50,9 +50,13 @@ run: $(RUNTIME)
 	$(BIN)/hms serve
 
 ## The API and the reference client together on the embedded default (Ctrl-C stops both).
+## The last line has no shell syntax, so make runs node itself rather than through sh: on
+## Ctrl-C node stops both servers and exits 0, and make reports nothing (a shell in between
+## would die of the SIGINT and make would print "Interrupt").
+demo: export HMS_BIN := $(CURDIR)/$(BIN)/hms
 demo: $(RUNTIME) $(DASHBOARD_STAMP)
 	cd $(DASHBOARD) && npm run build --silent
-	HMS_BIN=$(CURDIR)/$(BIN)/hms node $(DASHBOARD)/scripts/demo.mjs
+	node $(DASHBOARD)/scripts/demo.mjs
 
 ## The whole suite: lint, types, layers, schema drift, then every test.
 test: $(DEV) lint typecheck layers
