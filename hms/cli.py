@@ -279,12 +279,7 @@ def _serve(settings: Settings, listening: threading.Event) -> int:
         return 1
     settings = ready
     assert settings.database_url is not None
-    if settings.is_dev:
-        migrate.upgrade(settings.database_url)
-    elif migrate.pending(settings.database_url):
-        # In production the schema moves in its own step (the deploy's migration Job), never
-        # as a side effect of a pod starting, and a pod never serves an older schema.
-        _say("The database is not at this release's schema: run 'hms db upgrade' first")
+    if not _schema_ready(settings.database_url, settings.is_dev):
         return 1
     rows = asyncio.run(_hospital_rows(settings.database_url))
     if not rows and settings.is_dev:
@@ -785,21 +780,25 @@ def cmd_policy(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _ready_database(settings: Settings) -> Settings | None:
-    """Resolve the embedded defaults and wait for PostgreSQL; in dev bring the schema up to date,
-    in prod refuse an old one. None (said why) when it cannot be used."""
-    settings = resolve(settings, announce=True)
-    assert settings.database_url is not None
-    if not wait_for_database(
-        settings.database_url, settings.db_startup_timeout, settings.db_connect_timeout
-    ):
-        return None
-    if settings.is_dev:
-        migrate.upgrade(settings.database_url)
-    elif migrate.pending(settings.database_url):
+def _schema_ready(database_url: str, dev: bool) -> bool:
+    """In dev bring the schema up to date; in production refuse an older one (said why): there
+    the schema moves in its own step (the deploy's migration Job), never as a side effect of a
+    pod starting, and no process runs against a schema older than its release."""
+    if dev:
+        migrate.upgrade(database_url)
+        return True
+    if migrate.pending(database_url):
         _say("The database is not at this release's schema: run 'hms db upgrade' first")
+        return False
+    return True
+
+
+def _ready_database(settings: Settings) -> Settings | None:
+    """``_reachable``, then ``_schema_ready``; None (said why) when it cannot be used."""
+    ready = _reachable(settings)
+    if ready is None or ready.database_url is None:
         return None
-    return settings
+    return ready if _schema_ready(ready.database_url, ready.is_dev) else None
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:

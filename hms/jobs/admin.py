@@ -12,7 +12,7 @@ import asyncpg
 from pgqueuer.adapters.persistence.queries import Queries
 from pgqueuer.domain.types import JobId
 
-from hms.jobs.metrics import QUEUE_SAMPLE
+from hms.jobs.metrics import QUEUE_SAMPLE, queue_depth
 from hms.persistence.jobs import QUEUES
 
 STATUSES = ("queued", "picked", "failed")
@@ -48,34 +48,22 @@ async def listing(
 async def stats(conn: asyncpg.Connection, window_seconds: float = 3600.0) -> list[dict[str, Any]]:
     """Per queue: due, scheduled, running and dead jobs, the oldest due job's wait, and the
     tries that ended in the last ``window_seconds`` by outcome."""
+    depth = queue_depth(await conn.fetch(QUEUE_SAMPLE), [q.name for q in QUEUES])
     table: dict[str, dict[str, Any]] = {
         q.name: {
             "queue": q.name,
             "priority": q.priority,
-            "waiting": 0,
-            "scheduled": 0,
-            "running": 0,
-            "dead": 0,
-            "oldest_wait_s": 0.0,
+            "waiting": sum(depth[q.name].waiting.values()),
+            "scheduled": depth[q.name].scheduled,
+            "running": depth[q.name].running,
+            "dead": depth[q.name].dead,
+            "oldest_wait_s": round(depth[q.name].oldest_wait, 1),
             "succeeded": 0,
             "failed": 0,
             "cancelled": 0,
         }
         for q in QUEUES
     }
-    for row in await conn.fetch(QUEUE_SAMPLE):
-        entry = table.get(row["entrypoint"])
-        if entry is None:
-            continue
-        if row["status"] == "queued" and row["due"]:
-            entry["waiting"] += row["jobs"]
-            entry["oldest_wait_s"] = max(entry["oldest_wait_s"], round(float(row["oldest"]), 1))
-        elif row["status"] == "queued":
-            entry["scheduled"] += row["jobs"]
-        elif row["status"] == "picked":
-            entry["running"] += row["jobs"]
-        elif row["status"] == "failed":
-            entry["dead"] += row["jobs"]
     outcome = {
         "successful": "succeeded",
         "exception": "failed",

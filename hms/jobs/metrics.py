@@ -8,6 +8,8 @@ them is enough to alert on. Labels are queue names, priorities and outcomes: a f
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -27,6 +29,38 @@ SELECT entrypoint, priority, status::text AS status,
 FROM pgqueuer
 GROUP BY 1, 2, 3, 4
 """
+
+
+@dataclasses.dataclass
+class Depth:
+    """What one queue holds: jobs due and not taken (by priority), waiting for a later time,
+    taken by a worker, held as dead letters; and how long the oldest due job has waited."""
+
+    waiting: dict[int, int] = dataclasses.field(default_factory=dict)
+    scheduled: int = 0
+    running: int = 0
+    dead: int = 0
+    oldest_wait: float = 0.0
+
+
+def queue_depth(rows: Iterable[Any], queues: Iterable[str]) -> dict[str, Depth]:
+    """Each of ``queues`` from one :data:`QUEUE_SAMPLE` result (other entrypoints are left
+    out): for the gauges and for ``hms jobs stats``."""
+    depth = {queue: Depth() for queue in queues}
+    for row in rows:
+        found = depth.get(row["entrypoint"])
+        if found is None:
+            continue
+        if row["status"] == "queued" and row["due"]:
+            found.waiting[row["priority"]] = found.waiting.get(row["priority"], 0) + row["jobs"]
+            found.oldest_wait = max(found.oldest_wait, float(row["oldest"]))
+        elif row["status"] == "queued":
+            found.scheduled += row["jobs"]
+        elif row["status"] == "picked":
+            found.running += row["jobs"]
+        elif row["status"] == "failed":
+            found.dead += row["jobs"]
+    return depth
 
 
 class WorkerMetrics:
@@ -93,30 +127,12 @@ class WorkerMetrics:
 
     def sampled(self, rows: list[Any]) -> None:
         """Set the queue gauges from one :data:`QUEUE_SAMPLE` result."""
-        waiting: dict[tuple[str, str], float] = {}
-        scheduled = dict.fromkeys(self.queues, 0.0)
-        picked = dict.fromkeys(self.queues, 0.0)
-        dead = dict.fromkeys(self.queues, 0.0)
-        oldest = dict.fromkeys(self.queues, 0.0)
-        for row in rows:
-            queue = row["entrypoint"]
-            if queue not in scheduled:
-                continue
-            if row["status"] == "queued" and row["due"]:
-                key = (queue, str(row["priority"]))
-                waiting[key] = waiting.get(key, 0) + row["jobs"]
-                oldest[queue] = max(oldest[queue], float(row["oldest"]))
-            elif row["status"] == "queued":
-                scheduled[queue] += row["jobs"]
-            elif row["status"] == "picked":
-                picked[queue] += row["jobs"]
-            elif row["status"] == "failed":
-                dead[queue] += row["jobs"]
+        depth = queue_depth(rows, self.queues)
         self.waiting.clear()
-        for (queue, priority), jobs in waiting.items():
-            self.waiting.labels(queue, priority).set(jobs)
-        for queue in self.queues:
-            self.scheduled.labels(queue).set(scheduled[queue])
-            self.picked.labels(queue).set(picked[queue])
-            self.dead.labels(queue).set(dead[queue])
-            self.oldest.labels(queue).set(oldest[queue])
+        for queue, found in depth.items():
+            for priority, jobs in found.waiting.items():
+                self.waiting.labels(queue, str(priority)).set(jobs)
+            self.scheduled.labels(queue).set(found.scheduled)
+            self.picked.labels(queue).set(found.running)
+            self.dead.labels(queue).set(found.dead)
+            self.oldest.labels(queue).set(found.oldest_wait)

@@ -172,7 +172,10 @@ async def run(
         **({"statement_cache_size": 0} if pooled and settings.database_listen_url is None else {}),
     )
     slots = sum(settings.job_concurrency.values())
-    database = Database.from_settings(settings.with_(db_pool_size=slots, db_max_overflow=0))
+    # Jobs read and write on the primary only (``tenant``): no replica engines or checks.
+    database = Database.from_settings(
+        settings.with_(db_pool_size=slots, db_max_overflow=0, database_replica_urls=())
+    )
     owner = side_engine(settings.database_url, "hms-worker-owner", pooled=pooled)
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
     services = Services(settings, database, owner, http)

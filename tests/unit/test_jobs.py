@@ -52,3 +52,48 @@ def test_job_settings_are_checked() -> None:
         Settings.from_env({"HMS_WORKER_CONCURRENCY": "1"})
     with pytest.raises(SettingsError, match="HMS_JOB_HEARTBEAT_TIMEOUT"):
         Settings.from_env({"HMS_JOB_HEARTBEAT_TIMEOUT": "0.5"})
+
+
+def test_the_queue_sample_is_read_the_same_for_gauges_and_stats() -> None:
+    from prometheus_client import generate_latest
+
+    from hms.jobs.metrics import WorkerMetrics, queue_depth
+
+    def row(
+        queue: str, priority: int, status: str, due: bool, jobs: int, oldest: float
+    ) -> dict[str, object]:
+        return {
+            "entrypoint": queue,
+            "priority": priority,
+            "status": status,
+            "due": due,
+            "jobs": jobs,
+            "oldest": oldest,
+        }
+
+    rows = [
+        row("reminders", 30, "queued", True, 4, 12.5),
+        row("reminders", 31, "queued", True, 1, 40.0),
+        row("reminders", 30, "queued", False, 7, -3600.0),  # a reminder for later
+        row("reminders", 30, "picked", False, 2, 0.0),
+        row("reports", 10, "failed", False, 3, 900.0),
+        row("someone-elses", 1, "queued", True, 9, 99.0),  # not ours: left out
+    ]
+    depth = queue_depth(rows, ["reminders", "clinical", "reports"])
+    assert set(depth) == {"reminders", "clinical", "reports"}
+    assert (depth["reminders"].waiting, depth["reminders"].oldest_wait) == ({30: 4, 31: 1}, 40.0)
+    assert (depth["reminders"].scheduled, depth["reminders"].running) == (7, 2)
+    assert (depth["reports"].dead, depth["reports"].oldest_wait) == (3, 0.0)
+    assert depth["clinical"].waiting == {}
+
+    metrics = WorkerMetrics(["reminders", "clinical", "reports"])
+    metrics.sampled(rows)
+    text = generate_latest(metrics.registry).decode()
+    assert 'hms_jobs_waiting{priority="31",queue="reminders"} 1.0' in text
+    assert 'hms_jobs_oldest_waiting_seconds{queue="reminders"} 40.0' in text
+    assert 'hms_jobs_scheduled{queue="reminders"} 7.0' in text
+    assert 'hms_jobs_in_progress{queue="reminders"} 2.0' in text
+    assert 'hms_jobs_dead_letters{queue="reports"} 3.0' in text
+    assert "someone-elses" not in text
+    metrics.sampled([])  # the queue emptied: no stale waiting series
+    assert "hms_jobs_waiting{" not in generate_latest(metrics.registry).decode()
