@@ -29,9 +29,9 @@ async def run(services: Services, job: JobInput) -> None:
         return  # ready already (a repeated delivery), or not this hospital's
     async with tenant(services, job.hospital_id, readonly=True) as db:
         pages = reports.listed(db, row.kind, row.range_start, row.range_end)
-        content, count = await render(row.kind, pages)
+        rendered = await render(row.kind, pages)
     async with tenant(services, job.hospital_id) as db:
-        await reports.finish(db, report_id, content, count)
+        await reports.finish(db, report_id, rendered)
 
 
 async def failed(services: Services, job: JobInput, cause: str) -> None:

@@ -411,6 +411,9 @@ report = Table(
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("row_count", Integer, nullable=True),
     Column("content", LargeBinary, nullable=True),
+    # The patients the content names, stored with it: each download is audited with them
+    # without reading the CSV again (NULL for reports written before migration 0011).
+    Column("patient_ids", ARRAY(UUID(as_uuid=True)), nullable=True),
     # Why it failed, in words that hold no PHI (an exception's class, never its message).
     Column("error", Text, nullable=True),
     PrimaryKeyConstraint("hospital_id", "id"),

@@ -99,7 +99,7 @@ async def start(db: RequestDb, report_id: uuid.UUID) -> Row[Any] | None:
     return await db.one_or_none(statement)
 
 
-async def finish(db: RequestDb, report_id: uuid.UUID, content: bytes, row_count: int) -> bool:
+async def finish(db: RequestDb, report_id: uuid.UUID, rendered: Any) -> bool:
     """Store the content of a running report and make it ready; False when it is not running
     (another delivery of its job finished it first)."""
     statement = (
@@ -109,7 +109,13 @@ async def finish(db: RequestDb, report_id: uuid.UUID, content: bytes, row_count:
             report.c.id == report_id,
             report.c.status == "running",
         )
-        .values(status="ready", content=content, row_count=row_count, finished_at=func.now())
+        .values(
+            status="ready",
+            content=rendered.content,
+            row_count=rendered.rows,
+            patient_ids=sorted(rendered.patients),
+            finished_at=func.now(),
+        )
         .returning(report.c.id)
     )
     return await db.one_or_none(statement) is not None
@@ -131,7 +137,7 @@ async def fail(db: RequestDb, report_id: uuid.UUID, cause: str) -> None:
 
 async def ready(db: RequestDb, report_id: uuid.UUID) -> Row[Any] | None:
     """A ready report with its content; None when missing, another hospital's or not ready."""
-    statement = select(*COLUMNS, report.c.content).where(
+    statement = select(*COLUMNS, report.c.content, report.c.patient_ids).where(
         report.c.hospital_id == db.hospital_id,
         report.c.id == report_id,
         report.c.status == "ready",

@@ -496,6 +496,33 @@ async def test_download_answers_the_csv_and_audits_every_patient(
             ["DEMOGRAPHIC"],
             "ok",
         )
+    # The job stored the patients with the CSV: the download read no CSV to find them.
+    assert set((await stored(database_url, report))["patient_ids"]) == set(in_report["ids"])
+
+
+async def test_a_report_written_before_its_patients_were_stored_is_audited_from_its_csv(
+    client: httpx.AsyncClient,
+    schedule: Schedule,
+    services: Services,
+    database_url: str,
+) -> None:
+    """Reports made before migration 0011 have no stored patients (NULL): their downloads are
+    audited with the patients read from the CSV."""
+    ward = schedule.hospital
+    report = await ready_report(client, ward, services, database_url)
+    expected = set((await stored(database_url, report))["patient_ids"])
+    await rows(database_url, "UPDATE report SET patient_ids = NULL WHERE id = $1", pk(report))
+    response = await client.get(report["downloadUrl"], headers=bearer(ward, "admin"))
+    assert response.status_code == 200, response.text
+    trace_id = response.headers["traceresponse"].split("-")[1]
+    events = await rows(
+        database_url,
+        "SELECT patient_ids FROM audit_event WHERE hospital_id = $1 AND trace_id = $2",
+        ward.id,
+        trace_id,
+    )
+    assert expected
+    assert {p for event in events for p in event["patient_ids"]} == expected
 
 
 async def test_another_hospital_sees_no_report(
